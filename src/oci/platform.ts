@@ -1,0 +1,45 @@
+import { UserError } from '../errors.js';
+
+/** An OCI platform as it appears in an index entry and in an image config. */
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+/** Parses `linux/amd64`, `linux/arm64/v8`, `linux/arm/v7`. */
+export function parsePlatform(text: string): Platform {
+  const parts = text.trim().split('/');
+  const [os, architecture, variant] = parts;
+  if (parts.length < 2 || parts.length > 3 || !os || !architecture) {
+    throw new UserError(`--platform: "${text}" is not of the form os/arch[/variant], e.g. linux/amd64`);
+  }
+  return variant ? { os, architecture, variant } : { os, architecture };
+}
+
+export function parsePlatformList(text: string): Platform[] {
+  return text.split(',').filter((part) => part.trim() !== '').map(parsePlatform);
+}
+
+export function formatPlatform(platform: Platform): string {
+  return [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');
+}
+
+/** arm64 images usually say variant v8; a request for linux/arm64 matches either. */
+export function platformMatches(wanted: Platform, candidate: Platform): boolean {
+  if (wanted.os !== candidate.os || wanted.architecture !== candidate.architecture) return false;
+  if (!wanted.variant) return true;
+  return (candidate.variant ?? defaultVariant(candidate.architecture)) === wanted.variant;
+}
+
+function defaultVariant(architecture: string): string | undefined {
+  return architecture === 'arm64' ? 'v8' : undefined;
+}
+
+/** The platform of the machine uvimage runs on, in OCI terms. */
+export function hostPlatform(): Platform {
+  const architecture = ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[
+    process.arch
+  ];
+  return { os: 'linux', architecture: architecture ?? process.arch };
+}

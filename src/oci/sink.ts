@@ -1,0 +1,39 @@
+import type { Readable } from 'node:stream';
+import type { Progress } from '../cli/progress.js';
+import type { Artifact, Layer } from './image.js';
+
+/** Gives the bytes of any blob an artifact refers to (from the store, fetching pulled layers on demand). */
+export interface BlobSource {
+  /** Streams a layer's compressed blob, verified against its digest. */
+  openLayer(layer: Layer): Promise<Readable>;
+  /** Makes sure a layer's blob is in the local store (pulling it if needed). */
+  ensureLayer(layer: Layer): Promise<void>;
+}
+
+export interface SinkContext {
+  blobs: BlobSource;
+  progress: Progress;
+  /** Tags given with -t, as written by the user (e.g. `registry.example.com/me/app:1.0`). */
+  tags: string[];
+}
+
+/** What one sink did, for the human summary and for --json. */
+export interface SinkResult {
+  sink: 'push' | 'oci' | 'tar' | 'load';
+  /** Where it went: refs pushed or loaded, or the file/dir written. */
+  written: string[];
+  /** The digest of what the sink's tag points at (the manifest or index). */
+  digest: string;
+  /** Bytes uploaded or written, when the sink counts them. */
+  bytes?: number;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * Where an artifact goes. Sinks are independent of each other and of how the artifact was built
+ * (the go-containerregistry / ko split), so one run can push, write a layout and a tar, and load.
+ */
+export interface Sink {
+  readonly name: SinkResult['sink'];
+  write(artifact: Artifact, context: SinkContext): Promise<SinkResult>;
+}

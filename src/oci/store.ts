@@ -1,0 +1,246 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import { UserError } from '../errors.js';
+import { HashingStream, digestHex, type Digest } from './digest.js';
+
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+}
+
+/** A blob whose bytes did not hash to its name. It has been removed from the store. */
+export class CorruptBlobError extends UserError {
+  constructor(readonly digest: Digest, path: string, actual: string) {
+    super(`cache blob ${digest} at ${path} is corrupt (its content hashes to ${actual}); it was removed, run the command again`);
+  }
+}
+
+/**
+ * Where the cache lives: --cache-dir, else $UVIMAGE_CACHE_DIR, else $XDG_CACHE_HOME/uvimage,
+ * else ~/.cache/uvimage (the XDG base directory rules).
+ */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.UVIMAGE_CACHE_DIR) return env.UVIMAGE_CACHE_DIR;
+  const xdg = env.XDG_CACHE_HOME;
+  // XDG says a relative XDG_CACHE_HOME is invalid and must be ignored.
+  if (xdg && xdg.startsWith('/')) return join(xdg, 'uvimage');
+  return join(homedir(), '.cache', 'uvimage');
+}
+
+/**
+ * The content-addressed store every blob passes through: layers we write, blobs we pull,
+ * configs and manifests. Blobs live at blobs/sha256/<hex>. Every write goes to a private temp
+ * file that is renamed into place only after its digest is known (and matches, when one was
+ * expected), so concurrent builds sharing a store never see a half-written blob, and two
+ * writers of the same blob both succeed (rename is atomic and the content is identical).
+ * Reads verify the digest as the bytes stream past, so a truncated or flipped blob is noticed,
+ * removed and never used.
+ *
+ * Beside blobs, the store keeps small JSON records (metadata keyed by name, e.g. a tag's
+ * resolved digest or what a layer's inputs produced), written atomically the same way.
+ */
+export class BlobStore {
+  /** Blobs this process has hashed in full and found intact, so they are not rehashed. */
+  private readonly verified = new Set<Digest>();
+
+  private constructor(readonly root: string) {}
+
+  static async open(root: string = defaultCacheDir()): Promise<BlobStore> {
+    try {
+      await mkdir(join(root, 'blobs', 'sha256'), { recursive: true });
+      await mkdir(join(root, 'tmp'), { recursive: true });
+      await mkdir(join(root, 'records'), { recursive: true });
+    } catch (error) {
+      throw new UserError(`cache directory ${root} cannot be created: ${(error as Error).message}`);
+    }
+    return new BlobStore(root);
+  }
+
+  blobPath(digest: Digest): string {
+    return join(this.root, 'blobs', 'sha256', digestHex(digest));
+  }
+
+  /** Whether a blob is present. Cheap; its content is verified when it is read. */
+  async has(digest: Digest): Promise<boolean> {
+    try {
+      return (await stat(this.blobPath(digest))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  /** Whether a blob is present and intact, hashing it in full (once per process). A corrupt one is removed. */
+  async hasIntact(digest: Digest): Promise<boolean> {
+    if (this.verified.has(digest)) return true;
+    if (!(await this.has(digest))) return false;
+    try {
+      await pipeline(this.openRead(digest), new Sink());
+      return true;
+    } catch (error) {
+      if (error instanceof CorruptBlobError) return false;
+      throw error;
+    }
+  }
+
+  async size(digest: Digest): Promise<number> {
+    return (await stat(this.blobPath(digest))).size;
+  }
+
+  /** A new temp file path inside the store (same filesystem as blobs, so rename is atomic). */
+  tempPath(label = 'blob'): string {
+    return join(this.root, 'tmp', `${label}-${process.pid}-${randomBytes(8).toString('hex')}`);
+  }
+
+  /**
+   * Starts writing a blob. Write its bytes to `stream`, then `commit()` to hash-check and rename
+   * it into place, or `abort()` to discard it. Nothing is visible in the store before commit.
+   */
+  createWriter(): BlobWriter {
+    return new BlobWriter(this, this.tempPath());
+  }
+
+  /** Streams a source into the store. With `expected`, a digest mismatch is an error and nothing is stored. */
+  async writeStream(source: Readable | AsyncIterable<Uint8Array>, expected?: Digest, what?: string): Promise<BlobInfo> {
+    const writer = this.createWriter();
+    try {
+      await pipeline(source, writer.stream);
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+    return writer.commit(expected, what);
+  }
+
+  async putBytes(bytes: Uint8Array, expected?: Digest, what?: string): Promise<BlobInfo> {
+    return this.writeStream(Readable.from([bytes]), expected, what);
+  }
+
+  /** Reads a whole (small) blob, verified. For configs and manifests; layers are streamed. */
+  async readBytes(digest: Digest): Promise<Buffer> {
+    const path = this.blobPath(digest);
+    const bytes = await readFile(path);
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== digest) {
+      await rm(path, { force: true });
+      throw new CorruptBlobError(digest, path, actual);
+    }
+    this.verified.add(digest);
+    return bytes;
+  }
+
+  /**
+   * Streams a blob. The stream errors with CorruptBlobError at its end (after removing the blob)
+   * when the bytes do not match the digest, so a consumer writing to a temp name never renames
+   * corrupt content into place.
+   */
+  openRead(digest: Digest): Readable {
+    const path = this.blobPath(digest);
+    const hash = createHash('sha256');
+    const store = this;
+    const check = new Transform({
+      transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+      flush(callback: TransformCallback) {
+        const actual = `sha256:${hash.digest('hex')}`;
+        if (actual === digest) {
+          store.verified.add(digest);
+          callback();
+          return;
+        }
+        rm(path, { force: true }).then(
+          () => callback(new CorruptBlobError(digest, path, actual)),
+          () => callback(new CorruptBlobError(digest, path, actual)),
+        );
+      },
+    });
+    const file = createReadStream(path);
+    file.on('error', (error) => check.destroy(error));
+    return file.pipe(check);
+  }
+
+  async readRecord<T>(kind: string, key: string): Promise<T | undefined> {
+    try {
+      return JSON.parse(await readFile(this.recordPath(kind, key), 'utf8')) as T;
+    } catch {
+      // A missing or unreadable record is a cache miss, never an error.
+      return undefined;
+    }
+  }
+
+  async writeRecord(kind: string, key: string, value: unknown): Promise<void> {
+    const path = this.recordPath(kind, key);
+    await mkdir(join(this.root, 'records', kind), { recursive: true });
+    const temp = this.tempPath('record');
+    await writeFile(temp, JSON.stringify(value));
+    await rename(temp, path);
+  }
+
+  private recordPath(kind: string, key: string): string {
+    // Keys are arbitrary strings (refs, cache keys); hash them into safe file names.
+    return join(this.root, 'records', kind, createHash('sha256').update(key).digest('hex') + '.json');
+  }
+
+  /** @internal used by BlobWriter */
+  markVerified(digest: Digest): void {
+    this.verified.add(digest);
+  }
+}
+
+export class BlobWriter {
+  private readonly hashing = new HashingStream();
+  private readonly file: Writable;
+  readonly stream: Writable;
+  private done = false;
+
+  constructor(private readonly store: BlobStore, private readonly tempPath: string) {
+    this.file = createWriteStream(tempPath);
+    this.hashing.pipe(this.file);
+    this.hashing.on('error', (error) => this.file.destroy(error));
+    this.stream = this.hashing;
+  }
+
+  /** Waits for the bytes to reach disk, checks the digest, and renames the blob into place. */
+  async commit(expected?: Digest, what = 'blob'): Promise<BlobInfo> {
+    if (!this.hashing.writableEnded) this.hashing.end();
+    await new Promise<void>((resolve, reject) => {
+      if (this.file.writableFinished) return resolve();
+      this.file.once('finish', resolve);
+      this.file.once('error', reject);
+    }).catch(async (error) => {
+      await this.abort();
+      throw error;
+    });
+    const digest = this.hashing.digest;
+    if (expected && digest !== expected) {
+      await this.abort();
+      throw new UserError(`${what}: digest mismatch: expected ${expected}, got ${digest}`);
+    }
+    this.done = true;
+    await rename(this.tempPath, this.store.blobPath(digest));
+    this.store.markVerified(digest);
+    return { digest, size: this.hashing.size };
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    this.hashing.destroy();
+    this.file.destroy();
+    await rm(this.tempPath, { force: true });
+  }
+}
+
+/** Discards bytes; used to drain a verifying read. */
+class Sink extends Writable {
+  override _write(_chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    callback();
+  }
+}
