@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
@@ -59,7 +59,23 @@ export class BlobStore {
     } catch (error) {
       throw new UserError(`cache directory ${root} cannot be created: ${(error as Error).message}`);
     }
-    return new BlobStore(root);
+    const store = new BlobStore(root);
+    await store.sweepAbandonedTemps();
+    return store;
+  }
+
+  /**
+   * Removes temp files left by writers that died (killed mid-write): their names carry the
+   * writer's pid, and a temp file whose pid no longer runs can never be committed. Temp files of
+   * live processes (a concurrent build) are left alone.
+   */
+  private async sweepAbandonedTemps(): Promise<void> {
+    const dir = join(this.root, 'tmp');
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const pid = Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]);
+      if (!pid || isRunning(pid)) continue;
+      await rm(join(dir, name), { force: true, recursive: true });
+    }
   }
 
   blobPath(digest: Digest): string {
@@ -235,6 +251,16 @@ export class BlobWriter {
     this.hashing.destroy();
     this.file.destroy();
     await rm(this.tempPath, { force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM means the process exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
