@@ -213,27 +213,30 @@ export class BlobStore {
 export class BlobWriter {
   private readonly hashing = new HashingStream();
   private readonly file: Writable;
+  /** Settles when the bytes are on disk (or the write failed); it never rejects unobserved. */
+  private readonly written: Promise<Error | undefined>;
   readonly stream: Writable;
   private done = false;
 
   constructor(private readonly store: BlobStore, private readonly tempPath: string) {
     this.file = createWriteStream(tempPath);
-    this.hashing.pipe(this.file);
-    this.hashing.on('error', (error) => this.file.destroy(error));
+    // pipeline() owns the error handling of both streams, so a failing source or disk never
+    // surfaces as an unhandled 'error' event; the failure is reported by commit().
+    this.written = pipeline(this.hashing, this.file).then(
+      () => undefined,
+      (error: Error) => error,
+    );
     this.stream = this.hashing;
   }
 
   /** Waits for the bytes to reach disk, checks the digest, and renames the blob into place. */
   async commit(expected?: Digest, what = 'blob'): Promise<BlobInfo> {
     if (!this.hashing.writableEnded) this.hashing.end();
-    await new Promise<void>((resolve, reject) => {
-      if (this.file.writableFinished) return resolve();
-      this.file.once('finish', resolve);
-      this.file.once('error', reject);
-    }).catch(async (error) => {
+    const failure = await this.written;
+    if (failure) {
       await this.abort();
-      throw error;
-    });
+      throw failure;
+    }
     const digest = this.hashing.digest;
     if (expected && digest !== expected) {
       await this.abort();
@@ -249,7 +252,10 @@ export class BlobWriter {
     if (this.done) return;
     this.done = true;
     this.hashing.destroy();
-    this.file.destroy();
+    // Wait until the file is closed (its open may still be pending) before removing it, so no
+    // temp file can appear after the removal.
+    await this.written;
+    if (!this.file.closed) await new Promise((resolve) => this.file.once('close', resolve));
     await rm(this.tempPath, { force: true });
   }
 }

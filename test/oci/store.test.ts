@@ -61,7 +61,7 @@ test('a flipped byte is detected on read, the blob removed and never used', asyn
   const { digest } = await store.putBytes(bytes);
   const path = store.blobPath(digest);
   const corrupt = Buffer.from(await readFile(path));
-  corrupt[150_000] ^= 0xff;
+  corrupt[150_000] = corrupt[150_000]! ^ 0xff;
   await writeFile(path, corrupt);
 
   const fresh = await BlobStore.open(store.root); // a new process would not trust an earlier check
@@ -144,4 +144,19 @@ test('records are written atomically and read back', async () => {
   assert.equal(await store.readRecord('tags', 'x:1'), undefined);
   await store.writeRecord('tags', 'x:1', { digest: 'sha256:ab', at: 5 });
   assert.deepEqual(await store.readRecord('tags', 'x:1'), { digest: 'sha256:ab', at: 5 });
+});
+
+test('a source that fails mid-stream is reported, not a crash, and leaves nothing behind', async () => {
+  const store = await newStore();
+  async function* failing() {
+    yield Buffer.alloc(100_000, 1);
+    throw new Error('source broke');
+  }
+  await assert.rejects(store.writeStream(failing()), /source broke/);
+  assert.deepEqual(await readdir(join(store.root, 'tmp')), []);
+  assert.deepEqual(await readdir(join(store.root, 'blobs', 'sha256')), []);
+  const writer = store.createWriter();
+  writer.stream.write(Buffer.alloc(10));
+  await writer.abort();
+  assert.deepEqual(await readdir(join(store.root, 'tmp')), []);
 });
