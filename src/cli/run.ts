@@ -1,0 +1,75 @@
+import { Command } from 'commander';
+import { createBlobSource } from '../oci/blobs.js';
+import type { Artifact } from '../oci/image.js';
+import type { Sink, SinkResult } from '../oci/sink.js';
+import { BlobStore, defaultCacheDir } from '../oci/store.js';
+import { RegistryClient } from '../registry/client.js';
+import { fetchLayerBlob } from '../registry/pull.js';
+import { describeBuild, summarizeBuild } from './output.js';
+import { createProgress, type Progress } from './progress.js';
+import { openSinks, registryOptionsFrom, type OutputOptions } from './sinks.js';
+
+/** Options every command that produces an image shares: where it goes, and how the run talks. */
+export interface CommonOptions extends OutputOptions {
+  cacheDir?: string;
+  json?: boolean;
+  debug?: boolean;
+}
+
+/** Collects a repeatable option's values. */
+export const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function addOutputOptions(command: Command): Command {
+  return command
+    .option('-t, --tag <ref>', 'name and tag, e.g. registry.example.com/me/app:1.0 (repeatable)', collect, [])
+    .option('--push', 'push to the registry named by each tag')
+    .option('--load', 'load into the running Docker engine (DOCKER_HOST honoured)')
+    .option('--oci <dir>', 'write an OCI image layout directory')
+    .option('--tar <file>', 'write a docker-archive tarball (docker load / podman load)')
+    .option('--load-platform <os/arch>', 'platform to take from a multi-platform build for --load and --tar (default: this host)')
+    .option('--insecure-registry <host>', 'allow plain http to this registry (localhost and 127.0.0.1 always are)', collect, [])
+    .option('--registry-username <name>', 'username for the registries of the tags (or UVIMAGE_REGISTRY_USERNAME)')
+    .option('--registry-password-stdin', 'read the registry password from standard input (or UVIMAGE_REGISTRY_PASSWORD)')
+    .option('--cache-dir <dir>', `blob cache (default: $UVIMAGE_CACHE_DIR, else $XDG_CACHE_HOME/uvimage; now ${defaultCacheDir()})`)
+    .option('--json', 'print the result as JSON on stdout')
+    .option('--debug', 'print stack traces for errors');
+}
+
+/** What a command that produces an image works with: the store, one registry client, its sinks. */
+export interface ImageRun {
+  store: BlobStore;
+  /** One client for pulling bases, fetching their layers and pushing, so tokens are reused. */
+  client: RegistryClient;
+  progress: Progress;
+  sinks: Sink[];
+  /** Sends the artifact to every sink and prints the result (human or --json). */
+  emit(artifact: Artifact): Promise<SinkResult[]>;
+}
+
+/**
+ * Opens a run: the output flags are checked before any work is done, so a bad tag or a missing
+ * output fails at once rather than after a long build.
+ */
+export async function openImageRun(options: CommonOptions): Promise<ImageRun> {
+  const progress = createProgress({ quiet: options.json });
+  const store = await BlobStore.open(options.cacheDir ?? defaultCacheDir());
+  const client = new RegistryClient(await registryOptionsFrom(options));
+  const sinks = openSinks(options, client, store);
+  return {
+    store,
+    client,
+    progress,
+    sinks,
+    async emit(artifact) {
+      const blobs = createBlobSource(store, (layer) => fetchLayerBlob(layer, store, { client, progress }));
+      // Every sink runs even if one fails (each is atomic on its own); the first failure is reported.
+      const settled = await Promise.allSettled(sinks.map((sink) => sink.write(artifact, { blobs, progress, tags: options.tag })));
+      const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failure) throw failure.reason;
+      const results = settled.map((result) => (result as PromiseFulfilledResult<SinkResult>).value);
+      if (options.json) process.stdout.write(`${JSON.stringify(describeBuild(artifact, results), null, 2)}\n`);
+      else process.stdout.write(`${summarizeBuild(artifact, results)}\n`);
+      return results;
+    },
+  };
+}
