@@ -4,12 +4,12 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import { assembleImage, assembleIndex, buildTimestamp, extendConfig, type Artifact, type Image, type Layer, type MediaTypeFlavour } from '../../src/oci/image.js';
 import type { LayerEntry } from '../../src/oci/layer-entry.js';
 import { writeLayer } from '../../src/oci/layer-writer.js';
 import type { Platform } from '../../src/oci/platform.js';
 import type { BlobSource } from '../../src/oci/sink.js';
+import { createBlobSource } from '../../src/oci/blobs.js';
 import type { BlobStore } from '../../src/oci/store.js';
 
 export const BUSYBOX = '/bin/busybox';
@@ -17,18 +17,7 @@ export const DEFAULT_HELLO = 'hello from a uvimage test image';
 
 /** A BlobSource that serves layers from the store only (tests have no registry to fetch from). */
 export function storeBlobSource(store: BlobStore): BlobSource {
-  async function ensureLayer(layer: Layer): Promise<void> {
-    if (!(await store.has(layer.descriptor.digest))) {
-      throw new Error(`test blob source: layer ${layer.descriptor.digest} is not in the store at ${store.root}`);
-    }
-  }
-  return {
-    ensureLayer,
-    async openLayer(layer: Layer): Promise<Readable> {
-      await ensureLayer(layer);
-      return store.openRead(layer.descriptor.digest);
-    },
-  };
+  return createBlobSource(store);
 }
 
 export interface BusyboxImageOptions {
