@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { UserError, describeError } from '../errors.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
+import { planCommandDefinition } from './commands/plan.js';
 
 export function createProgram(): Command {
   const program = new Command('uvimage')
@@ -11,7 +12,7 @@ export function createProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildFromDirCommandDefinition()]) {
+  for (const command of [buildFromDirCommandDefinition(), planCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

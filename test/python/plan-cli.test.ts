@@ -1,0 +1,100 @@
+/** `uvimage plan` as a user runs it: a child process, exit codes, stdout, one-line errors. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const fixtures = fileURLToPath(new URL('../fixtures/python/', import.meta.url));
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function uvimage(args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function assertOneLineError(result: CliResult, pattern: RegExp): void {
+  assert.equal(result.code, 1, `expected exit 1, got ${result.code}; stderr: ${result.stderr}`);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line expected: ${result.stderr}`);
+  assert.match(lines[0]!, /^uvimage: error: /);
+  assert.match(lines[0]!, pattern);
+  assert.equal(result.stdout, '');
+}
+
+async function copyFixture(name: string): Promise<string> {
+  const dir = join(await mkdtemp(join(tmpdir(), 'uvimage-plan-cli-')), name);
+  await cp(join(fixtures, name), dir, { recursive: true });
+  return dir;
+}
+
+test('plan prints the chosen wheel per package for each platform', async () => {
+  const result = await uvimage(['plan', join(fixtures, 'cext'), '--platform', 'linux/amd64,linux/arm64', '--python', '3.12']);
+  assert.equal(result.code, 0, result.stderr);
+  const [amd, arm] = result.stdout.trim().split('\n\n');
+  assert.match(amd!, /^linux\/amd64 \(CPython 3\.12, glibc 2\.41\): 7 packages\n/);
+  assert.match(amd!, /\n {2}pydantic-core \S+ +pydantic_core-\S+-cp312-cp312-\S*manylinux_2_17_x86_64\S*\.whl\n/);
+  assert.match(amd!, /\n {2}cext 0\.1\.0 +build \(the project\): /);
+  assert.match(arm!, /^linux\/arm64 \(CPython 3\.12, glibc 2\.41\): 7 packages\n/);
+  assert.match(arm!, /pydantic_core-\S+-cp312-cp312-\S*aarch64\S*\.whl/);
+});
+
+test('plan --json, with markers, extras and groups', async () => {
+  const markers = await uvimage(['plan', join(fixtures, 'markers'), '--platform', 'linux/arm64', '--json']);
+  assert.equal(markers.code, 0, markers.stderr);
+  const [plan] = JSON.parse(markers.stdout) as { platform: string; target: { arch: string; pythonVersion: string }; packages: { name: string; kind: string }[] }[];
+  assert.equal(plan!.platform, 'linux/arm64');
+  assert.equal(plan!.target.arch, 'aarch64');
+  assert.equal(plan!.target.pythonVersion, '3.12', 'from .python-version');
+  assert.deepEqual(plan!.packages.map((pkg) => pkg.name), ['markers', 'markupsafe', 'typing-extensions', 'uvloop']);
+
+  const groups = await uvimage(['plan', join(fixtures, 'groups'), '--group', 'dev', '--json']);
+  assert.deepEqual((JSON.parse(groups.stdout) as { packages: { name: string }[] }[])[0]!.packages.map((pkg) => pkg.name), ['groups', 'pyflakes', 'ruff', 'six']);
+  const only = await uvimage(['plan', join(fixtures, 'groups'), '--only-group', 'lint', '--json']);
+  assert.deepEqual((JSON.parse(only.stdout) as { packages: { name: string }[] }[])[0]!.packages.map((pkg) => pkg.name), ['pyflakes']);
+  const extras = await uvimage(['plan', join(fixtures, 'extras'), '--all-extras', '--base-glibc', '2.36', '--json']);
+  const names = (JSON.parse(extras.stdout) as { packages: { name: string }[] }[])[0]!.packages.map((pkg) => pkg.name);
+  assert.ok(names.includes('click') && names.includes('pyyaml'));
+});
+
+test('errors are one line and exit 1: missing uv.lock, stale lock, lock version 2, unparsable pyproject, bad flags', async () => {
+  const missing = await copyFixture('pure');
+  await rm(join(missing, 'uv.lock'));
+  assertOneLineError(await uvimage(['plan', missing]), /uv\.lock not found; run `uv lock` to create it/);
+
+  const stale = await copyFixture('pure');
+  const pyproject = join(stale, 'pyproject.toml');
+  await writeFile(pyproject, (await readFile(pyproject, 'utf8')).replace('requests>=2.31', 'requests>=2.32'));
+  assertOneLineError(await uvimage(['plan', stale]), /^uvimage: error: uv\.lock is out of date with pyproject\.toml \(.*requests>=2\.32.*\); run `uv lock`, or pass --frozen$/);
+  const frozen = await uvimage(['plan', stale, '--frozen']);
+  assert.equal(frozen.code, 0, frozen.stderr);
+
+  const v2 = await copyFixture('pure');
+  const lockFile = join(v2, 'uv.lock');
+  await writeFile(lockFile, (await readFile(lockFile, 'utf8')).replace(/^version = 1$/m, 'version = 2'));
+  assertOneLineError(await uvimage(['plan', v2]), /uv\.lock at .*uv\.lock has version 2; this uvimage reads version 1 \(upgrade uvimage\)/);
+
+  const broken = await copyFixture('pure');
+  await writeFile(join(broken, 'pyproject.toml'), '[project\nname = "pure"\n');
+  assertOneLineError(await uvimage(['plan', broken]), /pyproject\.toml:1:\d+: invalid TOML: /);
+
+  assertOneLineError(await uvimage(['plan', join(fixtures, 'pure'), '--platform', 'linux/s390x']), /platform "linux\/s390x" is not supported/);
+  assertOneLineError(await uvimage(['plan', join(fixtures, 'pure'), '--python', '3.11']), /requires Python >=3\.12 .*target Python is 3\.11/);
+  assertOneLineError(await uvimage(['plan', join(fixtures, 'pure'), '--extra', 'nope']), /no extra "nope"/);
+  assertOneLineError(await uvimage(['plan', join(fixtures, 'does-not-exist')]), /not a directory/);
+});
