@@ -1,0 +1,72 @@
+/**
+ * The [tool.uvimage] table of pyproject.toml: one zod schema that validates the table, reports
+ * the key and the problem, and yields the JSON Schema published for editors
+ * (`uvimage config-schema`). Flags override what the table says (src/config/options.ts).
+ */
+import { z } from 'zod';
+import { UserError } from '../errors.js';
+
+const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const port = z.union([z.number().int().min(1).max(65535), z.string().regex(/^\d{1,5}(\/(tcp|udp|sctp))?$/, 'a port like 8000 or 53/udp')]);
+const platform = z.string().regex(/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/, 'os/arch[/variant], e.g. linux/arm64');
+
+export const flavourNames = ['static', 'base-nossl', 'base', 'cc'] as const;
+export const debianSuites = ['trixie', 'bookworm'] as const;
+
+export const toolUvimageSchema = z
+  .strictObject({
+    repository: z.string().min(1).optional().describe('image repository, e.g. registry.example.com/me/app; tags are appended to it'),
+    tags: z.array(z.string().min(1)).optional().describe('tags (with `repository`) or full references'),
+    platforms: z.array(platform).min(1).optional().describe('target platforms, e.g. ["linux/amd64", "linux/arm64"]'),
+    base: z.string().min(1).optional().describe('a base image from a registry (by tag or digest); default: the uvimage-built Debian flavour'),
+    flavour: z.enum(flavourNames).optional().describe('the Debian flavour uvimage assembles as the base when `base` is not set (default cc)'),
+    'debian-suite': z.enum(debianSuites).optional().describe('Debian release for the assembled base and the Debian runtime (default trixie)'),
+    'debian-mirror': z.string().url().optional().describe('Debian mirror (also a snapshot.debian.org URL, for pinning)'),
+    runtime: z.enum(['standalone', 'debian']).optional().describe('python-build-standalone at /python (default) or Debian\'s CPython'),
+    python: z.string().regex(/^3\.\d+(\.\d+)?$/, 'a Python version like 3.12 or 3.12.8').optional().describe('Python version; default .python-version, else the newest requires-python allows'),
+    entrypoint: z.array(z.string()).optional(),
+    cmd: z.array(z.string()).optional(),
+    env: z.record(z.string().regex(envName, 'an environment variable name'), z.string()).optional(),
+    labels: z.record(z.string().min(1), z.string()).optional(),
+    expose: z.array(port).optional(),
+    user: z.string().min(1).optional().describe('user to run as (default 65532, nonroot)'),
+    workdir: z.string().startsWith('/').optional().describe('working directory (default /app)'),
+    files: z
+      .array(z.strictObject({ src: z.string().min(1), dest: z.string().startsWith('/') }))
+      .optional()
+      .describe('extra files or directories to copy into the image'),
+    trim: z.boolean().optional().describe('trim the runtime of what servers never use (default true)'),
+    extras: z.array(z.string()).optional(),
+    'all-extras': z.boolean().optional(),
+    groups: z.array(z.string()).optional().describe('dependency groups to install (none of the dev group by default)'),
+    'only-groups': z.array(z.string()).optional(),
+    'separate-layers': z.array(z.string()).optional().describe('packages (e.g. torch) that get a layer of their own'),
+  })
+  .describe('uvimage settings ([tool.uvimage] in pyproject.toml)');
+
+export type ToolUvimage = z.infer<typeof toolUvimageSchema>;
+
+/** Validates a [tool.uvimage] table; the error names the file, the key and the problem. */
+export function parseToolUvimage(table: unknown, file: string): ToolUvimage {
+  const result = toolUvimageSchema.safeParse(table ?? {});
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const key = formatKey(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    throw new ConfigError(`${file}: unknown key ${issue.keys.map((name) => `${key}.${name}`).join(', ')} (see \`uvimage config-schema\`)`);
+  }
+  throw new ConfigError(`${file}: ${key}: ${issue.message}`);
+}
+
+/** tool.uvimage.platforms[0], tool.uvimage.env.PORT */
+function formatKey(path: PropertyKey[]): string {
+  return path.reduce<string>((text, part) => (typeof part === 'number' ? `${text}[${part}]` : `${text}.${String(part)}`), 'tool.uvimage');
+}
+
+/** The JSON Schema of [tool.uvimage], for editors (taplo, VS Code's Even Better TOML). */
+export function toolUvimageJsonSchema(): unknown {
+  return z.toJSONSchema(toolUvimageSchema);
+}
+
+/** A problem in [tool.uvimage]: the message names the file, the key and what is wrong. */
+export class ConfigError extends UserError {}
