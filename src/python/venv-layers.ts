@@ -1,0 +1,365 @@
+/**
+ * The project's virtualenv as image layers, split by how often they change:
+ *
+ *   dependencies[0]  the venv skeleton (pyvenv.cfg, interpreter links) and every third-party
+ *                    package (downloaded wheels, and wheels built from sdists/paths)
+ *   dependencies[1+] one layer per very large wheel, when asked (`ownLayer`), so a torch-sized
+ *                    wheel is pushed and pulled once and not again when a small dependency moves
+ *   project          the project and its workspace members, built with `uv build --wheel`
+ *
+ * Each layer is keyed by its inputs (wheel hashes, venv root, runtime, Python version, bytecode
+ * compiler, mtime, layer format version); a layer whose key has a record and whose blob is intact
+ * in the store is reused without opening a wheel.
+ */
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { UserError } from '../errors.js';
+import { isDigest, type Digest } from '../oci/digest.js';
+import { buildTimestamp, type Layer } from '../oci/image.js';
+import type { LayerEntry } from '../oci/layer-entry.js';
+import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
+import type { BlobStore } from '../oci/store.js';
+import { buildWheel, hostArch, isPureWheel } from './build-wheel.js';
+import { cpythonCacheTag, openPycCompiler, type HostPycCompiler, type PycCompiler } from './bytecode.js';
+import { downloadWheel, type DownloadedWheel, type DownloadProgress, type PackageIndex } from './download.js';
+import type { InstallPlan, PlannedPackage } from './install-set.js';
+import type { UvLock } from './lock.js';
+import { normalizeName } from './markers.js';
+import { compatibleTags, wheelTags } from './tags.js';
+import { describeTarget } from './target.js';
+import { defaultVenvRoot, venvScheme, venvSkeletonEntries, type VenvRuntime } from './venv.js';
+import { installWheel, type InstalledWheel } from './wheel-installer.js';
+
+/** Bumped whenever what a layer holds for the same inputs changes, so old cached layers are not reused. */
+export const venvLayerFormat = 1;
+
+export interface VenvLayerProgress extends DownloadProgress {
+  info?(line: string): void;
+}
+
+export interface BuildVenvLayersOptions {
+  store: BlobStore;
+  /** Where the venv lives in the image; default /app/.venv. */
+  venvRoot?: string;
+  runtime: { interpreter: string; home: string; version: string };
+  /** The project's directory (relative wheel/sdist paths, builds, direct_url.json). */
+  projectDir: string;
+  /** Compiles installed .py files; without one, no bytecode is installed. */
+  compiler?: PycCompiler;
+  progress?: VenvLayerProgress;
+  /** Seconds since the epoch for every entry; default SOURCE_DATE_EPOCH or 0. */
+  mtime?: number;
+  /** Named indexes (for UV_INDEX_<NAME>_* credentials). */
+  indexes?: PackageIndex[];
+  env?: NodeJS.ProcessEnv;
+  /** Wheels this large (bytes) or larger, or of these packages, get a layer of their own. */
+  ownLayer?: { minBytes?: number; packages?: string[] };
+  /** Downloads at once; default 8. */
+  concurrency?: number;
+  /** The uv executable for builds; default 'uv'. */
+  uv?: string;
+  /** The interpreter `uv build` builds with (`--python`); default the runtime's minor version, found by uv. */
+  buildPython?: string;
+  /** The lock, for naming the wheels that exist when a package cannot be built for the target. */
+  lock?: UvLock;
+  /** pyvenv.cfg `prompt`; default the project name (as `uv sync` writes it). */
+  prompt?: string;
+  /** INSTALLER of every package; default 'uvimage'. */
+  installer?: string;
+  /** Reuse layers (and compiled bytecode) from the store when their inputs match; default true. */
+  reuse?: boolean;
+  /** direct_url.json `url` of the project and members; default file://<their directory>, as uv writes it. */
+  directUrlFor?: (dir: string) => string;
+}
+
+export interface InstalledPackage {
+  name: string;
+  version: string;
+  /** The wheel installed. */
+  filename: string;
+  digest: Digest;
+  /** Index into dependencies[], or 'project'. */
+  layer: number | 'project';
+}
+
+export interface VenvLayers {
+  dependencies: WrittenLayer[];
+  project: WrittenLayer;
+  packages: InstalledPackage[];
+  /** How many layers were reused from the store. */
+  reused: number;
+  /** False when no compiler was given: the venv has no bytecode. */
+  bytecode: boolean;
+}
+
+interface ReadyWheel {
+  name: string;
+  version: string;
+  filename: string;
+  /** sha256 of the wheel: from the lock (before any download), or of the wheel built or fetched. */
+  digest: Digest;
+  size: number;
+  /** The wheel's path in the store, downloading (and verifying) it on first call. */
+  path: () => Promise<string>;
+  directUrl?: string;
+  member: boolean;
+}
+
+export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayersOptions): Promise<VenvLayers> {
+  const { store } = options;
+  const root = options.venvRoot ?? defaultVenvRoot;
+  const scheme = venvScheme(root, options.runtime.version);
+  const runtime: VenvRuntime = { interpreter: options.runtime.interpreter, home: options.runtime.home, version: options.runtime.version };
+  const mtime = options.mtime ?? buildTimestamp().seconds;
+  const env = options.env ?? process.env;
+  const cleanups: (() => Promise<void>)[] = [];
+
+  try {
+    // 1. Wheels. A wheel the lock gives a sha256 for is known by that digest without being
+    // fetched: a layer whose key matches is reused without reading (or downloading) any wheel.
+    // The others are fetched when a layer needs them, at most `concurrency` at once, each
+    // verified against the lock as it streams into the store (or rehashed there once).
+    const remote = plan.packages.filter((pkg): pkg is Extract<PlannedPackage, { kind: 'wheel' }> => pkg.kind === 'wheel');
+    const limit = semaphore(Math.max(1, options.concurrency ?? 8));
+    const downloadOptions = { store, baseDir: options.projectDir, indexes: options.indexes, env, progress: options.progress };
+    const wheels: ReadyWheel[] = [];
+    for (const pkg of remote) {
+      const source = { name: pkg.name, url: pkg.wheel.url, path: pkg.wheel.path, filename: pkg.wheel.filename, hash: pkg.wheel.hash, size: pkg.wheel.size, indexUrl: pkg.indexUrl };
+      let fetched: Promise<DownloadedWheel> | undefined;
+      const fetch = (): Promise<DownloadedWheel> => (fetched ??= limit(() => downloadWheel(source, downloadOptions)));
+      let digest: Digest;
+      let size = pkg.wheel.size ?? 0;
+      if (pkg.wheel.hash !== undefined && isDigest(pkg.wheel.hash)) digest = pkg.wheel.hash;
+      else {
+        // No usable hash in the lock: the digest is only known once the wheel is here.
+        const wheel = await fetch();
+        digest = wheel.digest;
+        size = wheel.size;
+      }
+      wheels.push({ name: pkg.name, version: pkg.version, filename: pkg.wheel.filename, digest, size, path: async () => (await fetch()).path, member: false });
+    }
+    for (const pkg of plan.packages) {
+      if (pkg.kind !== 'build') continue;
+      if (pkg.member && plan.project.virtual && normalizeName(pkg.name) === normalizeName(plan.project.name)) continue;
+      wheels.push(await buildPackage(pkg, plan, options, mtime, cleanups));
+    }
+
+    // 2. Which layer each wheel goes to.
+    const ownPackages = new Set((options.ownLayer?.packages ?? []).map(normalizeName));
+    const minBytes = options.ownLayer?.minBytes;
+    const byName = (a: ReadyWheel, b: ReadyWheel): number => (normalizeName(a.name) < normalizeName(b.name) ? -1 : normalizeName(a.name) > normalizeName(b.name) ? 1 : 0);
+    const thirdParty = wheels.filter((wheel) => !wheel.member).sort(byName);
+    const own = thirdParty.filter((wheel) => ownPackages.has(normalizeName(wheel.name)) || (minBytes !== undefined && wheel.size >= minBytes));
+    const shared = thirdParty.filter((wheel) => !own.includes(wheel));
+    const members = wheels.filter((wheel) => wheel.member).sort(byName);
+
+    const reuse = options.reuse ?? true;
+    const bytecode = options.compiler ? { compiler: options.compiler, cacheTag: cpythonCacheTag(options.runtime.version), store, reuse } : undefined;
+    const prompt = options.prompt ?? plan.project.name;
+    const base = {
+      format: venvLayerFormat,
+      root: scheme.root,
+      runtime,
+      mtime,
+      installer: options.installer ?? 'uvimage',
+      pyc: bytecode ? [bytecode.compiler.version, bytecode.cacheTag] : null,
+    };
+    let reused = 0;
+    const packages: InstalledPackage[] = [];
+
+    const layerOf = async (label: string, group: ReadyWheel[], skeleton: boolean, index: number | 'project'): Promise<WrittenLayer> => {
+      for (const wheel of group) packages.push({ name: wheel.name, version: wheel.version, filename: wheel.filename, digest: wheel.digest, layer: index });
+      const key = JSON.stringify({ ...base, skeleton: skeleton ? prompt : false, wheels: group.map((wheel) => [wheel.filename, wheel.digest, wheel.directUrl ?? null]) });
+      const cached = reuse ? await store.readRecord<WrittenLayer>('venv-layer', key) : undefined;
+      if (cached && (await store.hasIntact(cached.descriptor.digest))) {
+        reused++;
+        options.progress?.info?.(`${label}: reused (${group.length} packages)`);
+        return cached;
+      }
+      // Start fetching every wheel of the layer; installs below take them as they arrive.
+      for (const wheel of group) void wheel.path().catch(() => undefined);
+      const opened: InstalledWheel[] = [];
+      try {
+        const entries: LayerEntry[] = skeleton ? venvSkeletonEntries(scheme, runtime, { prompt }) : [];
+        const filesAt = new Map<string, number>();
+        // Wheels are read (and their bytecode compiled) a few at a time; their entries are
+        // combined in name order, so the result does not depend on which finished first.
+        const installs = await mapLimited(group, 4, async (wheel) => {
+          const installed = await installWheel(await wheel.path(), {
+            scheme,
+            filename: wheel.filename,
+            wheelDigest: wheel.digest,
+            installer: options.installer,
+            directUrl: wheel.directUrl,
+            bytecode,
+          });
+          opened.push(installed);
+          return installed;
+        });
+        for (const installed of installs) {
+          for (const entry of installed.entries) {
+            // Two packages writing one file (it happens, e.g. a shared namespace __init__.py):
+            // the later package in name order wins, as a sequential install would leave it.
+            const previous = filesAt.get(entry.path);
+            if (previous !== undefined && entry.type === 'file') {
+              entries[previous] = entry;
+              continue;
+            }
+            if (entry.type === 'file') filesAt.set(entry.path, entries.length);
+            entries.push(entry);
+          }
+        }
+        const id = `layer:${label}`;
+        options.progress?.start(id, `layer ${label}`);
+        const layer = await writeLayer(store, entries, { mtime, onBytes: (bytes) => options.progress?.advance(id, bytes) });
+        options.progress?.finish(id);
+        await store.writeRecord('venv-layer', key, layer);
+        return layer;
+      } finally {
+        for (const wheel of opened) wheel.close();
+      }
+    };
+
+    const dependencies: WrittenLayer[] = [await layerOf('dependencies', shared, true, 0)];
+    for (const wheel of own) dependencies.push(await layerOf(`dependency ${wheel.name}`, [wheel], false, dependencies.length));
+    const project = await layerOf('project', members, false, 'project');
+    return { dependencies, project, packages, reused, bytecode: bytecode !== undefined };
+  } finally {
+    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+  }
+}
+
+/** Runs at most `count` of the functions given to it at once; a finished one hands its slot to the next waiting. */
+function semaphore(count: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active < count) active++;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else active--;
+    }
+  };
+}
+
+/** fn over items with at most `limit` running at once; results in the order of items. The first failure is thrown once all started calls settled. */
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (!failure && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await fn(items[index]!);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
+  return results;
+}
+
+type BuildPackage = Extract<PlannedPackage, { kind: 'build' }>;
+
+async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: BuildVenvLayersOptions, mtime: number, cleanups: (() => Promise<void>)[]): Promise<ReadyWheel> {
+  const { store } = options;
+  const python = options.buildPython ?? options.runtime.version.split('.').slice(0, 2).join('.');
+  let source: string;
+  if (pkg.dir) {
+    source = pkg.dir;
+  } else if (pkg.sdist && (pkg.sdist.url || pkg.sdist.path)) {
+    const filename = (pkg.sdist.url ?? pkg.sdist.path ?? '').split('/').pop()!.split('?')[0]!;
+    const fetched = await downloadWheel(
+      { name: pkg.name, url: pkg.sdist.url, path: pkg.sdist.path, filename, hash: pkg.sdist.hash, size: pkg.sdist.size, indexUrl: pkg.source.registry },
+      { store, baseDir: options.projectDir, indexes: options.indexes, env: options.env, progress: options.progress },
+    );
+    // uv build wants the sdist under its own name.
+    const dir = await mkdtemp(join(tmpdir(), 'uvimage-sdist-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    source = join(dir, filename);
+    await copyFile(fetched.path, source);
+  } else {
+    throw new UserError(`${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} has no wheel for ${describeTarget(plan.target)} and no source uvimage can build (${describeSource(pkg)})${existingWheels(pkg.name, options.lock)}`);
+  }
+
+  options.progress?.info?.(`building ${pkg.name} with uv build --wheel`);
+  const built = await buildWheel(source, { uv: options.uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
+  cleanups.push(built.cleanup);
+
+  const target = plan.target;
+  if (!isPureWheel(built.filename)) {
+    const targetTags = new Set(compatibleTags(target));
+    const fits = target.arch === hostArch() && wheelTags(built.filename).some((tag) => targetTags.has(tag));
+    if (!fits) {
+      throw new UserError(
+        `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} has no wheel for ${describeTarget(target)}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}`,
+      );
+    }
+  }
+  const blob = await store.writeStream(createReadStream(built.path), undefined, `built wheel ${built.filename}`);
+  const directUrl = pkg.member || pkg.dir ? directUrlJson(pkg.dir ?? options.projectDir, options.directUrlFor) : undefined;
+  return {
+    name: pkg.name,
+    version: pkg.version ?? '',
+    filename: built.filename,
+    path: async () => store.blobPath(blob.digest),
+    digest: blob.digest,
+    size: blob.size,
+    directUrl,
+    member: pkg.member,
+  };
+}
+
+/**
+ * The bytecode compiler for a runtime: a CPython of its minor version on this machine (the given
+ * interpreter, else what uv or pyenv or PATH has), with one worker per core. Without one, a
+ * warning and undefined: the image then has no .pyc files, which is slower to start but never
+ * wrong (a pyc from another minor version would be).
+ */
+export async function openBytecodeCompiler(
+  runtimeVersion: string,
+  options: { interpreter?: string; env?: NodeJS.ProcessEnv; workers?: number; warn?: (line: string) => void } = {},
+): Promise<HostPycCompiler | undefined> {
+  const minor = runtimeVersion.split('.').slice(0, 2).join('.');
+  const compiler = await openPycCompiler(minor, { interpreter: options.interpreter, env: options.env, workers: options.workers ?? availableParallelism() });
+  if (!compiler) {
+    (options.warn ?? ((line: string) => process.stderr.write(`warning: ${line}\n`)))(
+      `no CPython ${minor} on this machine to compile bytecode with: the image will have no .pyc files and every start compiles its imports (install one with \`uv python install ${minor}\`)`,
+    );
+  }
+  return compiler;
+}
+
+/** direct_url.json for a local directory installed non-editable, as uv serializes it. */
+export function directUrlJson(dir: string, directUrlFor?: (dir: string) => string): string {
+  const url = directUrlFor ? directUrlFor(dir) : pathToFileURL(dir).href;
+  return JSON.stringify({ url, dir_info: { editable: false } });
+}
+
+function describeSource(pkg: BuildPackage): string {
+  const source = pkg.source;
+  if (source.git) return `git source ${source.git}`;
+  if (source.url) return `url ${source.url}`;
+  if (source.path) return `path ${source.path}`;
+  if (source.registry) return `registry ${source.registry} has no sdist`;
+  return 'no source';
+}
+
+function existingWheels(name: string, lock: UvLock | undefined): string {
+  if (!lock) return '';
+  const wanted = normalizeName(name);
+  const filenames = lock.packages.filter((pkg) => normalizeName(pkg.name) === wanted).flatMap((pkg) => pkg.wheels.map((wheel) => wheel.filename));
+  if (filenames.length === 0) return '; the lock has no wheels for it';
+  const tags = [...new Set(filenames.flatMap((filename) => wheelTags(filename)))].sort();
+  return `; wheels exist for: ${tags.join(', ')}`;
+}
