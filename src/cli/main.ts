@@ -3,6 +3,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { UserError, describeError } from '../errors.js';
+import { baseCommandDefinition } from './commands/base.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
 import { planCommandDefinition } from './commands/plan.js';
 
@@ -12,7 +13,7 @@ export function createProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildFromDirCommandDefinition(), planCommandDefinition()]) {
+  for (const command of [buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

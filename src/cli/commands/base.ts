@@ -1,0 +1,59 @@
+import { Command, Option } from 'commander';
+import { UserError } from '../../errors.js';
+import type { MediaTypeFlavour } from '../../oci/image.js';
+import { hostPlatform, parsePlatformList } from '../../oci/platform.js';
+import { baseNames, buildDebianBaseArtifact, parseBaseName } from '../../debian/build-base.js';
+import { parseDebianArch, parseDebianSuite } from '../../debian/repository.js';
+import { addOutputOptions, openImageRun, type CommonOptions } from '../run.js';
+
+interface BaseOptions extends CommonOptions {
+  suite: string;
+  platform?: string;
+  mirror?: string;
+  securityMirror?: string;
+  nonroot?: boolean;
+  layerPerPackage?: boolean;
+  offline?: boolean;
+  mediaTypes: MediaTypeFlavour;
+}
+
+async function baseCommand(name: string, options: BaseOptions): Promise<void> {
+  const base = parseBaseName(name);
+  const suite = parseDebianSuite(options.suite);
+  const platforms = options.platform ? parsePlatformList(options.platform) : [hostPlatform()];
+  const arches = platforms.map((platform) => {
+    if (platform.os !== 'linux') throw new UserError(`--platform: Debian bases are linux only, got ${platform.os}`);
+    return parseDebianArch(platform.architecture);
+  });
+  const run = await openImageRun(options);
+  const { artifact } = await buildDebianBaseArtifact({
+    base,
+    suite,
+    arches,
+    store: run.store,
+    mirror: options.mirror,
+    securityMirror: options.securityMirror,
+    offline: options.offline,
+    nonroot: options.nonroot,
+    layering: options.layerPerPackage ? 'per-package' : 'grouped',
+    mediaTypes: options.mediaTypes,
+    progress: run.progress,
+  });
+  await run.emit(artifact);
+}
+
+export function baseCommandDefinition(): Command {
+  return addOutputOptions(
+    new Command('base')
+      .description("build a distroless base (distroless' static, base-nossl, base, cc) or Debian's CPython on cc, from signed Debian packages")
+      .argument('<flavour>', `one of: ${baseNames.join(', ')}`)
+      .option('--suite <suite>', 'Debian suite: trixie or bookworm', 'trixie')
+      .option('--platform <list>', 'target platforms, comma separated: linux/amd64, linux/arm64 (default: this host)')
+      .option('--mirror <url>', 'Debian archive (or a snapshot.debian.org URL; default $UVIMAGE_DEBIAN_MIRROR, else deb.debian.org)')
+      .option('--security-mirror <url>', 'Debian security archive (default $UVIMAGE_DEBIAN_SECURITY_MIRROR, else security.debian.org)')
+      .option('--nonroot', 'run as nonroot (65532) in /home/nonroot, like distroless :nonroot')
+      .option('--layer-per-package', 'one layer per package instead of a few layers grouped by how often they change')
+      .option('--offline', 'use only the cache: no request to the Debian archive')
+      .addOption(new Option('--media-types <kind>', 'OCI or Docker v2 media types').choices(['oci', 'docker']).default('oci')),
+  ).action(baseCommand);
+}

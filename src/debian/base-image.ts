@@ -1,0 +1,286 @@
+/**
+ * Distroless bases assembled from Debian packages: the flavour's packages (src/debian/flavours.ts)
+ * read straight from their verified .debs in the store (src/debian/deb.ts) into a few
+ * deterministic layers, with the files distroless adds and a dpkg status.d entry per package.
+ * No maintainer script runs: what the scripts would do that an image needs (the CA bundle,
+ * passwd/group, /tmp) is written here; the rest (ldconfig's cache, alternatives) is not needed.
+ */
+import { UserError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import {
+  assembleImage,
+  buildTimestamp,
+  extendConfig,
+  type AddedLayer,
+  type ConfigChanges,
+  type Image,
+  type MediaTypeFlavour,
+} from '../oci/image.js';
+import type { LayerEntry } from '../oci/layer-entry.js';
+import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
+import type { Platform } from '../oci/platform.js';
+import type { BlobStore } from '../oci/store.js';
+import type { Progress } from '../cli/progress.js';
+import { debLayerEntries, readDeb, type OpenedDeb } from './deb.js';
+import {
+  baseLayerGroup,
+  distrolessEnv,
+  distrolessFiles,
+  fileEntry,
+  flavourPackages,
+  keepPackageFile,
+  mergedUsrLinks,
+  NONROOT,
+  sortCertificatePaths,
+  statusStanza,
+  type DebianArch,
+  type DebianSuite,
+  type FlavourName,
+  type LayerGroup,
+} from './flavours.js';
+
+/** A package to install: what it is and where its verified .deb is in the store. */
+export interface DebInput {
+  name: string;
+  version: string;
+  arch: string;
+  digest: Digest;
+}
+
+export type Layering = 'grouped' | 'per-package';
+
+/** A layer written from packages, with what it holds (for history, SBOMs and tests). */
+export interface PackagesLayer extends AddedLayer {
+  group: string;
+  packages: DebInput[];
+  uncompressedSize: number;
+  /** Bytes of file content (what `du --apparent-size` of the unpacked layer counts, roughly). */
+  contentSize: number;
+}
+
+export interface WritePackagesLayerOptions {
+  store: BlobStore;
+  packages: DebInput[];
+  suite: DebianSuite;
+  arch: DebianArch;
+  mtime: number;
+  /** Entries that replace whatever a package ships at their paths. */
+  extra?: LayerEntry[];
+  /** Called with the opened packages before the layer is written, for entries derived from their content. */
+  derive?: (debs: OpenedDeb[]) => Promise<LayerEntry[]>;
+  /** Which of a package's files go in (default: keepPackageFile). */
+  keep?: (path: string, deb: OpenedDeb) => boolean;
+  label: string;
+  progress?: Progress;
+  /**
+   * What the layer is made of, beyond the packages' digests (JSON-able): with it, a layer built
+   * before from the same inputs is taken from the store instead of being written again. Anything
+   * that shapes the bytes must be in it (the generated files' code is covered by layerFormat).
+   */
+  cacheKey?: unknown;
+}
+
+/** Bump when the layers written from the same packages change (filters, generated files, layout). */
+export const layerFormat = 1;
+
+export interface WrittenPackagesLayer {
+  written: WrittenLayer;
+  entries: number;
+  contentSize: number;
+}
+
+/**
+ * Writes one layer from packages (or takes it from the store when `cacheKey` names one written
+ * before; its blob must still be there). Each .deb is read from the store (digest-checked as it streams),
+ * its data spooled to a temp file and served to the layer writer from there; the spools are
+ * removed when the layer is written or fails.
+ */
+export async function writePackagesLayer(options: WritePackagesLayerOptions): Promise<WrittenPackagesLayer> {
+  if (options.cacheKey === undefined) return writePackagesLayerUncached(options);
+  const key = JSON.stringify({ layerFormat, suite: options.suite, arch: options.arch, mtime: options.mtime, packages: options.packages.map((pkg) => pkg.digest), key: options.cacheKey });
+  const cached = await options.store.readRecord<WrittenPackagesLayer>('debian-layers', key);
+  if (cached && (await options.store.has(cached.written.descriptor.digest))) {
+    options.progress?.info(`layer ${options.label}: unchanged (cached)`);
+    return cached;
+  }
+  const written = await writePackagesLayerUncached(options);
+  await options.store.writeRecord('debian-layers', key, written);
+  return written;
+}
+
+async function writePackagesLayerUncached(options: WritePackagesLayerOptions): Promise<WrittenPackagesLayer> {
+  const { store, suite, arch } = options;
+  const mergedUsr = suite === 'trixie';
+  const opened: OpenedDeb[] = [];
+  try {
+    for (const pkg of options.packages) {
+      const label = `${pkg.name}_${pkg.version}_${pkg.arch}.deb`;
+      const deb = await readDeb(store.openRead(pkg.digest), { spoolPath: store.tempPath('debspool'), label, mergedUsr });
+      opened.push(deb);
+      if (deb.control.Package !== pkg.name) throw new UserError(`${label}: its control file names package ${JSON.stringify(deb.control.Package)}`);
+      const debArch = deb.control.Architecture;
+      if (debArch !== 'all' && debArch !== arch) throw new UserError(`${label} is for ${debArch}, not ${arch}`);
+    }
+    const entries = new Map<string, { entry: LayerEntry; from: string }>();
+    const add = (entry: LayerEntry, from: string): void => {
+      const existing = entries.get(entry.path);
+      if (!existing) {
+        entries.set(entry.path, { entry, from });
+        return;
+      }
+      const a = existing.entry;
+      if (a.type === 'directory' && entry.type === 'directory') return;
+      if (a.type === 'symlink' && entry.type === 'symlink' && a.target === entry.target) return;
+      throw new UserError(`${options.label}: /${entry.path} is shipped by both ${existing.from} and ${from}`);
+    };
+    for (const deb of opened) {
+      const name = deb.control.Package!;
+      if (name === 'ca-certificates') {
+        // Only the copyright: the certificates go in as the generated bundle (distroless' cacerts).
+        for (const entry of debLayerEntries(deb, (file) => file.path === 'usr/share/doc/ca-certificates/copyright')) add(entry, deb.label);
+      } else {
+        const keep = options.keep ?? ((path: string) => keepPackageFile(path));
+        for (const entry of debLayerEntries(deb, (file) => keep(file.path, deb))) add(entry, deb.label);
+      }
+      for (const entry of statusEntries(deb)) add(entry, deb.label);
+    }
+    const overrides = [...(options.extra ?? []), ...(options.derive ? await options.derive(opened) : [])];
+    for (const entry of overrides) entries.set(entry.path, { entry, from: 'uvimage' });
+    const id = `layer:${options.label}`;
+    options.progress?.start(id, `writing layer ${options.label}`);
+    const written = await writeLayer(store, [...entries.values()].map((item) => item.entry), {
+      mtime: options.mtime,
+      onBytes: (bytes) => options.progress?.advance(id, bytes),
+    });
+    options.progress?.finish(id, `${formatMiB(written.uncompressedSize)} unpacked`);
+    let contentSize = 0;
+    for (const { entry } of entries.values()) if (entry.type === 'file') contentSize += entry.size;
+    return { written, entries: entries.size, contentSize };
+  } finally {
+    await Promise.all(opened.map((deb) => deb.close()));
+  }
+}
+
+function formatMiB(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** var/lib/dpkg/status.d/<pkg> (+ .md5sums), as distroless writes them, so trivy, syft and grype see the package. */
+export function statusEntries(deb: OpenedDeb): LayerEntry[] {
+  const name = deb.control.Package!;
+  const entries = [fileEntry(`var/lib/dpkg/status.d/${name}`, statusStanza(deb.controlText))];
+  if (deb.md5sums) entries.push(fileEntry(`var/lib/dpkg/status.d/${name}.md5sums`, deb.md5sums));
+  return entries;
+}
+
+/** The CA bundle from ca-certificates' certificates, concatenated in sorted path order (rules_distroless cacerts.sh). */
+export async function caBundleFrom(deb: OpenedDeb): Promise<Buffer> {
+  const certs = deb.files.filter((file) => file.type === 'file' && file.path.startsWith('usr/share/ca-certificates/'));
+  const byPath = new Map(certs.map((file) => [file.path, file]));
+  const parts: Buffer[] = [];
+  for (const path of sortCertificatePaths([...byPath.keys()])) parts.push(await deb.readFile(byPath.get(path)!));
+  if (parts.length === 0) throw new UserError(`${deb.label} has no certificates under /usr/share/ca-certificates`);
+  return Buffer.concat(parts);
+}
+
+export interface DebianBaseOptions {
+  flavour: FlavourName;
+  suite: DebianSuite;
+  arch: DebianArch;
+  store: BlobStore;
+  /** The flavour's packages, by name (fetched and verified). */
+  packages: Map<string, DebInput>;
+  layering?: Layering;
+  /** Reuse layers built before from the same packages (default true). */
+  layerCache?: boolean;
+  /** Run as nonroot (65532, workdir /home/nonroot) like distroless' :nonroot tags; default root. */
+  nonroot?: boolean;
+  env?: NodeJS.ProcessEnv;
+  progress?: Progress;
+}
+
+/** The layers of a base flavour, first to last, and the config changes distroless makes. */
+export async function writeBaseLayers(options: DebianBaseOptions): Promise<{ layers: PackagesLayer[]; changes: ConfigChanges }> {
+  const { suite, arch, store } = options;
+  const names = flavourPackages(options.flavour, suite);
+  const packages = names.map((name) => {
+    const pkg = options.packages.get(name);
+    if (!pkg) throw new UserError(`the ${options.flavour} base for ${suite}/${arch} needs package ${name}, which was not provided`);
+    return pkg;
+  });
+  const mtime = buildTimestamp(options.env).seconds;
+  const groups: { group: string; packages: DebInput[] }[] = [];
+  if (options.layering === 'per-package') {
+    for (const pkg of packages) groups.push({ group: pkg.name, packages: [pkg] });
+  } else {
+    for (const group of ['libc', 'base'] as LayerGroup[]) {
+      const members = packages.filter((pkg) => baseLayerGroup(pkg.name) === group);
+      if (members.length > 0) groups.push({ group, packages: members });
+    }
+  }
+  const layers: PackagesLayer[] = [];
+  for (const [index, { group, packages: members }] of groups.entries()) {
+    const extra: LayerEntry[] = [];
+    // The merged-/usr aliases go in the first layer, so the dynamic loader's path
+    // (/lib64/ld-linux-x86-64.so.2, /lib/ld-linux-aarch64.so.1) resolves from the bottom up.
+    if (index === 0 && suite === 'trixie') extra.push(...mergedUsrLinks(arch));
+    const holdsCerts = members.some((pkg) => pkg.name === 'ca-certificates');
+    const { written, contentSize } = await writePackagesLayer({
+      store,
+      packages: members,
+      suite,
+      arch,
+      mtime,
+      extra,
+      label: `${options.flavour}-${suite}-${arch} ${group}`,
+      progress: options.progress,
+      cacheKey: options.layerCache === false ? undefined : { kind: 'base', index, holdsCerts, mergedUsrLinks: extra.length > 0 },
+      derive: holdsCerts
+        ? async (debs) => distrolessFiles(suite, await caBundleFrom(debs.find((deb) => deb.control.Package === 'ca-certificates')!))
+        : undefined,
+    });
+    layers.push({
+      group,
+      packages: members,
+      uncompressedSize: written.uncompressedSize,
+      contentSize,
+      layer: { descriptor: written.descriptor, diffId: written.diffId },
+      history: { created_by: `uvimage base ${options.flavour} (${suite}/${arch}): ${members.map((pkg) => `${pkg.name}=${pkg.version}`).join(' ')}`, comment: 'uvimage' },
+    });
+  }
+  const changes: ConfigChanges = {
+    Env: distrolessEnv,
+    User: options.nonroot ? String(NONROOT) : '0',
+    WorkingDir: options.nonroot ? '/home/nonroot' : '/',
+  };
+  return { layers, changes };
+}
+
+export function platformOf(arch: DebianArch): Platform {
+  return arch === 'arm64' ? { os: 'linux', architecture: 'arm64', variant: 'v8' } : { os: 'linux', architecture: 'amd64' };
+}
+
+/** A finished image of layers and changes; its config and manifest are put in the store. */
+export async function assembleDebianImage(options: {
+  store: BlobStore;
+  arch: DebianArch;
+  layers: AddedLayer[];
+  changes: ConfigChanges;
+  annotations?: Record<string, string>;
+  flavour?: MediaTypeFlavour;
+  env?: NodeJS.ProcessEnv;
+}): Promise<Image> {
+  const created = buildTimestamp(options.env);
+  const platform = platformOf(options.arch);
+  const config = extendConfig({ platform, added: options.layers, changes: options.changes, created: created.iso });
+  const image = assembleImage({
+    platform,
+    config,
+    layers: options.layers.map((added) => added.layer),
+    annotations: { 'org.opencontainers.image.created': created.iso, ...(options.annotations ?? {}) },
+    flavour: options.flavour,
+  });
+  await options.store.putBytes(image.config.bytes);
+  await options.store.putBytes(image.manifest.bytes);
+  return image;
+}
