@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { UserError, describeError } from '../errors.js';
 import { baseCommandDefinition } from './commands/base.js';
+import { buildCommandDefinition } from './commands/build.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
 import { planCommandDefinition } from './commands/plan.js';
 
@@ -13,7 +14,7 @@ export function createProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition()]) {
+  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

@@ -42,8 +42,11 @@ export interface ImageRun {
   client: RegistryClient;
   progress: Progress;
   sinks: Sink[];
-  /** Sends the artifact to every sink and prints the result (human or --json). */
-  emit(artifact: Artifact): Promise<SinkResult[]>;
+  /**
+   * Sends the artifact to every sink and prints the result (human or --json); `report` adds what
+   * the command knows beyond the image (its JSON fields, and lines for people).
+   */
+  emit(artifact: Artifact, report?: { json?: Record<string, unknown>; lines?: string[] }): Promise<SinkResult[]>;
 }
 
 /**
@@ -60,15 +63,15 @@ export async function openImageRun(options: CommonOptions): Promise<ImageRun> {
     client,
     progress,
     sinks,
-    async emit(artifact) {
+    async emit(artifact, report) {
       const blobs = createBlobSource(store, (layer) => fetchLayerBlob(layer, store, { client, progress }));
       // Every sink runs even if one fails (each is atomic on its own); the first failure is reported.
       const settled = await Promise.allSettled(sinks.map((sink) => sink.write(artifact, { blobs, progress, tags: options.tag })));
       const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
       if (failure) throw failure.reason;
       const results = settled.map((result) => (result as PromiseFulfilledResult<SinkResult>).value);
-      if (options.json) process.stdout.write(`${JSON.stringify(describeBuild(artifact, results), null, 2)}\n`);
-      else process.stdout.write(`${summarizeBuild(artifact, results)}\n`);
+      if (options.json) process.stdout.write(`${JSON.stringify({ ...describeBuild(artifact, results), ...report?.json }, null, 2)}\n`);
+      else process.stdout.write(`${[summarizeBuild(artifact, results), ...(report?.lines ?? [])].join('\n')}\n`);
       return results;
     },
   };
