@@ -18,7 +18,7 @@ import type { Progress } from '../cli/progress.js';
 import type { ToolUvimage } from '../config/schema.js';
 import { buildDebianBase } from '../debian/build-base.js';
 import { suiteVersions, type DebianSuite } from '../debian/flavours.js';
-import { readTar } from '../debian/tar-reader.js';
+import { readTar } from '../oci/tar-reader.js';
 import { UserError } from '../errors.js';
 import { directoryEntries } from '../oci/directory-entries.js';
 import { isDigest, type Digest } from '../oci/digest.js';

@@ -17,7 +17,7 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { UserError } from '../errors.js';
 import type { LayerEntry } from './layer-entry.js';
-import { readTar, type TarMember } from '../debian/tar-reader.js';
+import { readTar, type TarMember } from './tar-reader.js';
 
 export class ArchiveFormatError extends UserError {}
 
@@ -113,7 +113,7 @@ export async function spoolTar(source: AsyncIterable<Buffer>, options: SpoolTarO
 }
 
 /** Layer entries for spooled members (all, or those `keep` accepts), contents served from the spool. */
-export function spooledLayerEntries(archive: SpooledTar, keep: (member: SpooledMember) => boolean = () => true): LayerEntry[] {
+export function spooledLayerEntries(archive: Pick<SpooledTar, 'members' | 'open'>, keep: (member: SpooledMember) => boolean = () => true): LayerEntry[] {
   const entries: LayerEntry[] = [];
   for (const member of archive.members) {
     if (!keep(member)) continue;

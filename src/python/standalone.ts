@@ -57,8 +57,8 @@ interface UvDownloadMetadata {
 
 /**
  * The downloads uvimage can use from uv's download-metadata.json: CPython for glibc Linux on
- * x86_64 (baseline) or aarch64, final releases, the default build, install_only archives (their
- * top folder is python/). Used by the refresh script and for a user's own metadata file.
+ * x86_64 (baseline) or aarch64, final releases of CPython 3.9 and later, the default build,
+ * install_only archives (their top folder is python/). Used by the refresh script and for a user's own metadata file.
  */
 export function standaloneDownloadsFromUvMetadata(metadata: Record<string, UvDownloadMetadata>): StandaloneDownload[] {
   const downloads: StandaloneDownload[] = [];
@@ -66,6 +66,8 @@ export function standaloneDownloadsFromUvMetadata(metadata: Record<string, UvDow
     if (entry.name !== 'cpython' || entry.os !== 'linux' || entry.libc !== 'gnu') continue;
     if (entry.arch.variant !== null || (entry.arch.family !== 'x86_64' && entry.arch.family !== 'aarch64')) continue;
     if (entry.prerelease !== '' || entry.variant !== null || !entry.sha256) continue;
+    // CPython 3.8 and older are past their end of life.
+    if (entry.major !== 3 || entry.minor < 9) continue;
     const asset = decodeURIComponent(new URL(entry.url).pathname.split('/').pop() ?? '');
     if (!/-install_only(_stripped)?\.tar\.gz$/.test(asset)) continue;
     const release = entry.build ?? /\+(\d{8})-/.exec(asset)?.[1];

@@ -3,53 +3,18 @@
  * Runs `src/cli/main.ts` in a child process so exit codes and stderr are what a shell sees.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, writeFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { BlobStore } from '../../src/oci/store.js';
 import { RegistrySink } from '../../src/registry/push.js';
-import { check, dockerRemoveImages, requireDocker, run } from '../harness/docker.js';
+import { assertOneLineError, uvimage } from '../harness/cli.js';
+import { check, dockerRemoveImages, requireDocker } from '../harness/docker.js';
 import { BUSYBOX, makeBusyboxIndex, storeBlobSource } from '../harness/images.js';
 import { startRegistry, type TestRegistry } from '../harness/registry.js';
 import { silentProgress } from '../../src/cli/progress.js';
 import type { Digest } from '../../src/oci/digest.js';
-
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function uvimage(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
-      env: { ...process.env, SOURCE_DATE_EPOCH: '', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
-
-/** A user-facing failure: exit 1 and exactly one line on stderr that names the problem. */
-function assertOneLineError(result: CliResult, pattern: RegExp): void {
-  assert.equal(result.code, 1, `expected exit 1, got ${result.code}; stderr: ${result.stderr}`);
-  const lines = result.stderr.trim().split('\n').filter((line) => line.startsWith('uvimage: '));
-  assert.equal(lines.length, 1, `one error line expected: ${result.stderr}`);
-  assert.match(lines[0]!, /^uvimage: error: /);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace without --debug');
-}
 
 let registry: TestRegistry;
 let work: string;

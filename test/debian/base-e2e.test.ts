@@ -10,40 +10,22 @@
  * entry with flag F (scripts/enable-binfmt).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { buildDebianBase } from '../../src/debian/build-base.js';
 import { flavourPackages, passwdFile, type FlavourName } from '../../src/debian/flavours.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { BlobStore } from '../../src/oci/store.js';
 import { sharedTestStore } from '../harness/cache.js';
+import { uvimage } from '../harness/cli.js';
 import { check, dockerRemoveImages, requireDocker, run } from '../harness/docker.js';
 import { readImage, statusPackages, type ImageContents } from './image-files.js';
 
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const flavours: FlavourName[] = ['static', 'base-nossl', 'base', 'cc'];
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function uvimage(args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { env: { ...process.env, SOURCE_DATE_EPOCH: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const programs = {
   // static: a statically linked program reading what the static base provides.

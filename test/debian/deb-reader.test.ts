@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { DebFormatError, debLayerEntries, mergeUsrPath, normalizeMemberPath, readDebFile, type OpenedDeb } from '../../src/debian/deb.js';
-import { readTar } from '../../src/debian/tar-reader.js';
+import { debLayerEntries, mergeUsrPath, readDebFile, type OpenedDeb } from '../../src/debian/deb.js';
+import { ArchiveFormatError, normalizeArchivePath } from '../../src/oci/spooled-tar.js';
+import { readTar } from '../../src/oci/tar-reader.js';
 import { writeLayer } from '../../src/oci/layer-writer.js';
 import { BlobStore } from '../../src/oci/store.js';
 
@@ -148,7 +149,7 @@ describe('reading', () => {
         const deb = await open(await makeDeb({ data: members, format, compression, md5sums: 'd41d8cd98f00b204e9800998ecf8427e  usr/bin/hello\n' }));
         try {
           assert.equal(deb.control.Package, 'hello');
-          assert.equal(deb.control.Description, 'test package\n multi-line');
+          assert.equal(deb.control.Description, 'test package\nmulti-line');
           assert.match(deb.md5sums!.toString(), /usr\/bin\/hello/);
           const paths = deb.files.map((file) => file.path);
           assert.ok(!paths.includes('.') && !paths.includes(''), 'the root itself is no entry');
@@ -249,7 +250,7 @@ describe('hostile packages are rejected with a clear error', () => {
     test(what, async () => {
       const deb = await makeDeb({ name: 'evil', data: members, format: 'pax' });
       await assert.rejects(open(deb), (error: unknown) => {
-        assert.ok(error instanceof DebFormatError, String(error));
+        assert.ok(error instanceof ArchiveFormatError, String(error));
         assert.match(error.message, /^evil\.deb: /);
         assert.match(error.message, pattern);
         return true;
@@ -277,14 +278,14 @@ describe('hostile packages are rejected with a clear error', () => {
     const whole = await bytes(good);
     const cut = join(work, 'cut-short.deb');
     await writeFile(cut, whole.subarray(0, whole.length - 200));
-    await assert.rejects(open(cut), DebFormatError);
+    await assert.rejects(open(cut), ArchiveFormatError);
   });
 
   test('path normalization', () => {
-    assert.equal(normalizeMemberPath('./', 'x'), undefined);
-    assert.equal(normalizeMemberPath('.', 'x'), undefined);
-    assert.equal(normalizeMemberPath('./usr//bin/', 'x'), 'usr/bin');
-    assert.throws(() => normalizeMemberPath('/usr', 'x'), /absolute/);
-    assert.throws(() => normalizeMemberPath('usr/../..', 'x'), /'\.\.'/);
+    assert.equal(normalizeArchivePath('./', 'x'), undefined);
+    assert.equal(normalizeArchivePath('.', 'x'), undefined);
+    assert.equal(normalizeArchivePath('./usr//bin/', 'x'), 'usr/bin');
+    assert.throws(() => normalizeArchivePath('/usr', 'x'), /absolute/);
+    assert.throws(() => normalizeArchivePath('usr/../..', 'x'), /'\.\.'/);
   });
 });

@@ -4,7 +4,7 @@
  * bytes are looked at for ELF headers.
  */
 import { createGunzip } from 'node:zlib';
-import { readTar, type TarMember } from '../../src/debian/tar-reader.js';
+import { readTar, type TarMember } from '../../src/oci/tar-reader.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { ImageConfig, ImageManifest } from '../../src/oci/image.js';
 import type { BlobStore } from '../../src/oci/store.js';

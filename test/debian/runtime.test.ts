@@ -5,30 +5,17 @@
  * as 65532 imports everything and writes nothing; no pip and no shell are in the image.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { buildDebianBase } from '../../src/debian/build-base.js';
 import { flavourPackages } from '../../src/debian/flavours.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { BlobStore } from '../../src/oci/store.js';
 import { sharedTestStore } from '../harness/cache.js';
+import { uvimage } from '../harness/cli.js';
 import { check, dockerRemoveImages, requireDocker, run } from '../harness/docker.js';
 import { readImage, statusPackages } from './image-files.js';
 
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
-function uvimage(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { env: { ...process.env, SOURCE_DATE_EPOCH: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 let store: BlobStore;
 const suites = [

@@ -1,41 +1,14 @@
 /** `uvimage plan` as a user runs it: a child process, exit codes, stdout, one-line errors. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { assertOneLineError, uvimage } from '../harness/cli.js';
 
-const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const fixtures = fileURLToPath(new URL('../fixtures/python/', import.meta.url));
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function uvimage(args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function assertOneLineError(result: CliResult, pattern: RegExp): void {
-  assert.equal(result.code, 1, `expected exit 1, got ${result.code}; stderr: ${result.stderr}`);
-  const lines = result.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected: ${result.stderr}`);
-  assert.match(lines[0]!, /^uvimage: error: /);
-  assert.match(lines[0]!, pattern);
-  assert.equal(result.stdout, '');
-}
 
 async function copyFixture(name: string): Promise<string> {
   const dir = join(await mkdtemp(join(tmpdir(), 'uvimage-plan-cli-')), name);

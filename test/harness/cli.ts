@@ -1,0 +1,43 @@
+/**
+ * The CLI as a user runs it: `src/cli/main.ts` in a child process, so exit codes, stdout and
+ * stderr are what a shell sees. SOURCE_DATE_EPOCH is cleared unless `env` sets it.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `uvimage ARGS` to completion; `input` is written to its standard input. */
+export function uvimage(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
+      env: { ...process.env, SOURCE_DATE_EPOCH: '', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.on('error', () => {}); // a run that exits without reading its input
+    child.stdin.end(input);
+  });
+}
+
+/** A user-facing failure: exit 1 and exactly one line on stderr that names the problem, no stack trace. */
+export function assertOneLineError(result: CliResult, pattern: RegExp): void {
+  assert.equal(result.code, 1, `expected exit 1, got ${result.code}; stderr: ${result.stderr}`);
+  const lines = result.stderr.trim().split('\n').filter((line) => line.startsWith('uvimage: '));
+  assert.equal(lines.length, 1, `one error line expected: ${result.stderr}`);
+  assert.match(lines[0]!, /^uvimage: error: /);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace without --debug');
+}
