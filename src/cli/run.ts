@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { createBlobSource } from '../oci/blobs.js';
 import type { Artifact } from '../oci/image.js';
-import type { Sink, SinkResult } from '../oci/sink.js';
+import type { BlobSource, Sink, SinkResult } from '../oci/sink.js';
 import { BlobStore, defaultCacheDir } from '../oci/store.js';
 import { RegistryClient } from '../registry/client.js';
 import { fetchLayerBlob } from '../registry/pull.js';
@@ -41,6 +41,8 @@ export interface ImageRun {
   /** One client for pulling bases, fetching their layers and pushing, so tokens are reused. */
   client: RegistryClient;
   progress: Progress;
+  /** Layer bytes from the store, pulled base layers fetched on first use. */
+  blobs: BlobSource;
   sinks: Sink[];
   /**
    * Sends the artifact to every sink and prints the result (human or --json); `report` adds what
@@ -58,13 +60,14 @@ export async function openImageRun(options: CommonOptions): Promise<ImageRun> {
   const store = await BlobStore.open(options.cacheDir ?? defaultCacheDir());
   const client = new RegistryClient(await registryOptionsFrom(options));
   const sinks = openSinks(options, client, store);
+  const blobs = createBlobSource(store, (layer) => fetchLayerBlob(layer, store, { client, progress }));
   return {
     store,
     client,
     progress,
+    blobs,
     sinks,
     async emit(artifact, report) {
-      const blobs = createBlobSource(store, (layer) => fetchLayerBlob(layer, store, { client, progress }));
       // Every sink runs even if one fails (each is atomic on its own); the first failure is reported.
       const settled = await Promise.allSettled(sinks.map((sink) => sink.write(artifact, { blobs, progress, tags: options.tag })));
       const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');

@@ -1,12 +1,10 @@
 import { Command, Option } from 'commander';
 import { buildProject, type PlatformReport } from '../../build/project.js';
 import { flavourNames, parseToolUvimage, type ToolUvimage } from '../../config/schema.js';
-import { createBlobSource } from '../../oci/blobs.js';
 import type { MediaTypeFlavour } from '../../oci/image.js';
 import { parsePlatformList } from '../../oci/platform.js';
 import { formatBytes } from '../progress.js';
 import { readPyProject } from '../../python/pyproject.js';
-import { fetchLayerBlob } from '../../registry/pull.js';
 import { parseCommandLine, parseKeyValues, parsePorts } from '../parse.js';
 import { addOutputOptions, collect, openImageRun, type CommonOptions } from '../run.js';
 
@@ -86,7 +84,6 @@ async function buildCommand(directory: string, options: BuildOptions): Promise<v
   const platforms = parsePlatformList((config.platforms ?? ['linux/amd64']).join(','));
   options.tag = imageTags(config, options.tag);
   const run = await openImageRun(options);
-  const blobs = createBlobSource(run.store, (layer) => fetchLayerBlob(layer, run.store, { client: run.client, progress: run.progress }));
   const { artifact, reports } = await buildProject({
     projectDir: project.dir,
     platforms,
@@ -101,7 +98,7 @@ async function buildCommand(directory: string, options: BuildOptions): Promise<v
     frozen: options.frozen ?? false,
     store: run.store,
     client: run.client,
-    blobs,
+    blobs: run.blobs,
     progress: run.progress,
     flavour: options.mediaTypes,
     annotations: { source: options.source, revision: options.revision },
