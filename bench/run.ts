@@ -1,27 +1,26 @@
 /**
- * `npm run bench`: runs every benchmark and writes docs/benchmarks.md with the machine, the date
- * and the command. Targets are stated in each section; they are measured here, never asserted in
- * timed tests.
+ * `npm run bench`: runs the benchmarks and writes each one's section of docs/benchmarks.md with
+ * the machine, the date and the command. Targets are stated in each section; they are measured
+ * here, never asserted in timed tests. BENCH_ONLY=layer,debian,venv,build runs a subset; the
+ * comparison with the recipe's Dockerfile is `npm run bench:recipe`.
  */
-import { writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { runBuildBench } from './build.js';
+import { runDebianBasesBench } from './debian-bases.js';
 import { runLayerWriterBench } from './layer-writer.js';
+import { machineLine, writeBenchSection } from './report.js';
+import { runVenvBench } from './venv.js';
 
-const output = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
-
-const sections: string[] = [];
-sections.push('## Layer writer: throughput and memory\n\n' + (await runLayerWriterBench()));
-
-const cpu = cpus();
-const header = [
-  '# Benchmarks',
-  '',
-  `Command: \`npm run bench\` (set BENCH_LAYER_MB to change the layer size). Written ${new Date().toISOString().slice(0, 10)}.`,
-  '',
-  `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node.js ${process.version}, ${process.platform}/${process.arch}.`,
-  '',
-].join('\n');
-const document = `${header}\n${sections.join('\n\n')}\n`;
-await writeFile(output, document);
-process.stdout.write(document);
+const benches: [name: string, title: string, run: () => Promise<string>][] = [
+  ['layer', 'Layer writer: throughput and memory', () => runLayerWriterBench()],
+  ['debian', 'Debian bases: sizes beside distroless', () => runDebianBasesBench()],
+  ['venv', 'Virtualenv layers beside uv sync', () => runVenvBench()],
+  ['build', 'uvimage build of examples/fastapi-hello', () => runBuildBench()],
+];
+const only = new Set((process.env.BENCH_ONLY ?? benches.map(([name]) => name).join(',')).split(','));
+for (const [name, title, run] of benches) {
+  if (!only.has(name)) continue;
+  const body = await run();
+  const section = `## ${title}\n\nCommand: \`BENCH_ONLY=${name} npm run bench\`, ${new Date().toISOString().slice(0, 10)}. ${machineLine()}\n\n${body}`;
+  await writeBenchSection(name, section);
+  process.stdout.write(`${section}\n\n`);
+}

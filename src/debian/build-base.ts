@@ -11,7 +11,7 @@ import type { BlobStore } from '../oci/store.js';
 import type { HostPycCompiler } from '../python/bytecode.js';
 import { assembleDebianImage, writeBaseLayers, type DebInput, type Layering, type PackagesLayer } from './base-image.js';
 import { flavourPackages, isFlavour, type DebianArch, type DebianSuite, type FlavourName } from './flavours.js';
-import { debianSourceFrom, fetchDebs, loadPackageIndex, type DebianPackage, type PackageIndex } from './repository.js';
+import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './repository.js';
 import { resolvePackages } from './resolver.js';
 import { pythonPackageFor, runtimeExcludes, writePythonRuntimeLayer } from './runtime.js';
 
@@ -71,12 +71,36 @@ export function planBasePackages(index: PackageIndex, base: BaseName, suite: Deb
   return { base: basePackages, runtime: closure.filter((pkg) => !inBase.has(pkg.name)) };
 }
 
+/** What a base needs from the index: enough to fetch and verify each .deb. */
+type PlannedDeb = Pick<DebianPackage, 'name' | 'version' | 'arch' | 'sha256' | 'size' | 'archiveUrl' | 'filename'>;
+
+/**
+ * planBasePackages, cached by the index's identity: the package list only changes when the
+ * archive publishes a new Packages file, and parsing one takes seconds that a rebuild of an
+ * unchanged base should not pay.
+ */
+async function plannedBasePackages(
+  source: DebianSource,
+  store: BlobStore,
+  options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'offline' | 'progress'>,
+): Promise<{ base: PlannedDeb[]; runtime: PlannedDeb[] }> {
+  const identity = await packageIndexIdentity(source, store, { offline: options.offline, progress: options.progress });
+  const key = JSON.stringify({ format: 1, identity, base: options.base, suite: options.suite, arch: source.arch });
+  const cached = await store.readRecord<{ base: PlannedDeb[]; runtime: PlannedDeb[] }>('debian-plan', key);
+  if (cached) return cached;
+  const index = await loadPackageIndex(source, store, { offline: options.offline, progress: options.progress });
+  const plan = planBasePackages(index, options.base, options.suite);
+  const slim = (pkg: DebianPackage): PlannedDeb => ({ name: pkg.name, version: pkg.version, arch: pkg.arch, sha256: pkg.sha256, size: pkg.size, archiveUrl: pkg.archiveUrl, filename: pkg.filename });
+  const planned = { base: plan.base.map(slim), runtime: plan.runtime.map(slim) };
+  await store.writeRecord('debian-plan', key, planned);
+  return planned;
+}
+
 /** Builds one base for one architecture. */
 export async function buildDebianBase(options: BuildDebianBaseOptions): Promise<BuiltDebianBase> {
   const { store, suite, arch } = options;
   const source = debianSourceFrom({ suite, arch, mirror: options.mirror, securityMirror: options.securityMirror, env: options.env });
-  const index = await loadPackageIndex(source, store, { offline: options.offline, progress: options.progress });
-  const plan = planBasePackages(index, options.base, suite);
+  const plan = await plannedBasePackages(source, store, options);
   const all = [...plan.base, ...plan.runtime];
   const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress });
   const inputs = all.map((pkg, position): DebInput => ({ name: pkg.name, version: pkg.version, arch: pkg.arch, digest: digests[position]! }));

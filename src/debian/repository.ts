@@ -286,22 +286,48 @@ interface ReleaseRecord {
  * from the signature down; cached as described at the top of this file.
  */
 export async function loadPackageIndex(source: DebianSource, store: BlobStore, options: LoadIndexOptions = {}): Promise<PackageIndex> {
+  const files = await loadPackagesFiles(source, store, options);
+  const lists = await Promise.all(files.map((file) => parseArchivePackages(file, store)));
+  return new PackageIndex(lists.flat(), `${source.suite}/${source.arch}`);
+}
+
+/** The verified Packages files of the suite and its security suite, in the store, not parsed. */
+interface PackagesFile {
+  archive: Archive;
+  digest: Digest;
+  compression: Compression;
+}
+
+async function loadPackagesFiles(source: DebianSource, store: BlobStore, options: LoadIndexOptions): Promise<PackagesFile[]> {
   const archives: Archive[] = [
     { url: source.mirror, dist: source.suite },
     { url: source.securityMirror, dist: `${source.suite}-security` },
   ];
   // Both archives are loaded side by side and both are waited for, so nothing is still being
   // written to the store when a failure is reported.
-  const results = await Promise.allSettled(archives.map((archive) => loadArchivePackages(archive, source, store, options)));
+  const results = await Promise.allSettled(
+    archives.map(async (archive) => {
+      const release = await loadRelease(archive, source, store, options);
+      return { archive, ...(await ensurePackagesFile(archive, source, release, store, options)) };
+    }),
+  );
   const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed) throw failed.reason;
-  const lists = results.map((result) => (result as PromiseFulfilledResult<DebianPackage[]>).value);
-  return new PackageIndex(lists.flat(), `${source.suite}/${source.arch}`);
+  return results.map((result) => (result as PromiseFulfilledResult<PackagesFile>).value);
 }
 
-async function loadArchivePackages(archive: Archive, source: DebianSource, store: BlobStore, options: LoadIndexOptions): Promise<DebianPackage[]> {
-  const release = await loadRelease(archive, source, store, options);
-  const { digest, compression } = await ensurePackagesFile(archive, source, release, store, options);
+/**
+ * What the index of a source is, without parsing it: the digests of its verified Packages files
+ * (InRelease revalidated at most once per TTL). Work derived from an index — a resolved package
+ * list — can be cached under this key, and a build whose index did not move skips the seconds a
+ * Packages file takes to decompress and parse.
+ */
+export async function packageIndexIdentity(source: DebianSource, store: BlobStore, options: LoadIndexOptions = {}): Promise<string> {
+  const files = await loadPackagesFiles(source, store, options);
+  return files.map((file) => `${file.archive.url}/dists/${file.archive.dist}@${file.digest}`).join(' ');
+}
+
+async function parseArchivePackages({ archive, digest, compression }: PackagesFile, store: BlobStore): Promise<DebianPackage[]> {
   // Parsing a main Packages file takes seconds; a process that loads the same index again (a
   // multi-platform build, a lock check) reuses it. Packages are immutable once parsed.
   const key = `${archive.url}|${digest}`;

@@ -91,17 +91,30 @@ export class BlobStore {
     }
   }
 
-  /** Whether a blob is present and intact, hashing it in full (once per process). A corrupt one is removed. */
+  /**
+   * Whether a blob is present and intact, hashing it in full. A corrupt one is removed. A blob
+   * hashed before, whose file has not been touched since (same inode, size, mtime and ctime — any
+   * write or truncation changes ctime), is not hashed again: a rebuild that reuses hundreds of
+   * megabytes of cached layers should not rehash them all. Reads still verify every byte.
+   */
   async hasIntact(digest: Digest): Promise<boolean> {
     if (this.verified.has(digest)) return true;
-    if (!(await this.has(digest))) return false;
+    const stats = await stat(this.blobPath(digest)).catch(() => undefined);
+    if (!stats?.isFile()) return false;
+    const signature = fileSignature(stats);
+    const known = await this.readRecord<string>('intact', digest);
+    if (known === signature) {
+      this.verified.add(digest);
+      return true;
+    }
     try {
       await pipeline(this.openRead(digest), new Sink());
-      return true;
     } catch (error) {
       if (error instanceof CorruptBlobError) return false;
       throw error;
     }
+    await this.writeRecord('intact', digest, signature);
+    return true;
   }
 
   async size(digest: Digest): Promise<number> {
@@ -258,6 +271,10 @@ export class BlobWriter {
     if (!this.file.closed) await new Promise((resolve) => this.file.once('close', resolve));
     await rm(this.tempPath, { force: true });
   }
+}
+
+function fileSignature(stats: import('node:fs').Stats): string {
+  return `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
 }
 
 function isRunning(pid: number): boolean {

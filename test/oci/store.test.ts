@@ -160,3 +160,15 @@ test('a source that fails mid-stream is reported, not a crash, and leaves nothin
   await writer.abort();
   assert.deepEqual(await readdir(join(store.root, 'tmp')), []);
 });
+
+test('a blob checked once is not rehashed, but any later write to it is still caught', async () => {
+  const store = await newStore();
+  const { digest } = await store.putBytes(Buffer.alloc(4096, 3));
+  assert.equal(await (await BlobStore.open(store.root)).hasIntact(digest), true);
+  assert.ok(await store.readRecord('intact', digest), 'the check is remembered');
+  const flipped = Buffer.alloc(4096, 3);
+  flipped[10] = 4;
+  await writeFile(store.blobPath(digest), flipped);
+  assert.equal(await (await BlobStore.open(store.root)).hasIntact(digest), false);
+  assert.equal(await store.has(digest), false, 'the corrupt blob is removed');
+});
