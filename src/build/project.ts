@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Progress } from '../cli/progress.js';
 import type { ToolUvimage } from '../config/schema.js';
-import { buildDebianBase } from '../debian/build-base.js';
+import { buildDebianBase, lockPathFor } from '../debian/build-base.js';
 import { suiteVersions, type DebianSuite } from '../debian/flavours.js';
 import { readTar } from '../oci/tar-reader.js';
 import { UserError } from '../errors.js';
@@ -135,6 +135,7 @@ export async function buildProject(options: ProjectBuildOptions): Promise<Projec
         arch: debianArch,
         store,
         mirror: config['debian-mirror'],
+        lockPath: lockPathFor(config['debian-lock'] && resolve(project.dir, config['debian-lock']), debianArch),
         progress: options.progress,
         env,
       });

@@ -22,6 +22,7 @@ export const toolUvimageSchema = z
     flavour: z.enum(flavourNames).optional().describe('the Debian flavour uvimage assembles as the base when `base` is not set (default cc)'),
     'debian-suite': z.enum(debianSuites).optional().describe('Debian release for the assembled base and the Debian runtime (default trixie)'),
     'debian-mirror': z.string().url().optional().describe('Debian mirror (also a snapshot.debian.org URL, for pinning)'),
+    'debian-lock': z.string().min(1).optional().describe('Debian lock file for the base, relative to the project; {arch} is replaced by amd64/arm64 (written when missing, followed after)'),
     runtime: z.enum(['standalone', 'debian']).optional().describe('python-build-standalone at /python (default) or Debian\'s CPython'),
     python: z.string().regex(/^3\.\d+(\.\d+)?$/, 'a Python version like 3.12 or 3.12.8').optional().describe('Python version; default .python-version, else the newest requires-python allows'),
     entrypoint: z.array(z.string()).optional(),

@@ -12,6 +12,7 @@ import type { HostPycCompiler } from '../python/bytecode.js';
 import { assembleDebianImage, writeBaseLayers, type DebInput, type Layering, type PackagesLayer } from './base-image.js';
 import { flavourPackages, isFlavour, type DebianArch, type DebianSuite, type FlavourName } from './flavours.js';
 import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './repository.js';
+import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock } from './lock.js';
 import { resolvePackages } from './resolver.js';
 import { pythonPackageFor, runtimeExcludes, writePythonRuntimeLayer } from './runtime.js';
 
@@ -36,6 +37,13 @@ export interface BuildDebianBaseOptions {
   layering?: Layering;
   /** Reuse layers built before from the same inputs (default true). */
   layerCache?: boolean;
+  /**
+   * A Debian lock file: followed when it exists (no index is read; a lock that no longer matches
+   * the request is an error), written from a fresh resolution when it does not.
+   */
+  lockPath?: string;
+  /** Resolve again and rewrite the lock instead of following it. */
+  updateLock?: boolean;
   mediaTypes?: MediaTypeFlavour;
   compiler?: HostPycCompiler;
   progress?: Progress;
@@ -96,11 +104,50 @@ async function plannedBasePackages(
   return planned;
 }
 
+/** A lock path for one architecture: `{arch}` in the path is replaced by it. */
+export function lockPathFor(path: string | undefined, arch: DebianArch): string | undefined {
+  return path?.replaceAll('{arch}', arch);
+}
+
+/** The packages a base asks for by name: the flavour's list, and the interpreter for python3. */
+function baseRoots(base: BaseName, suite: DebianSuite): string[] {
+  const flavour: FlavourName = base === 'python3' ? 'cc' : base;
+  return [...flavourPackages(flavour, suite), ...(base === 'python3' ? [pythonPackageFor(suite)] : [])];
+}
+
+/** The base's packages from its lock, or resolved and written to a new lock. */
+async function lockedBasePackages(
+  source: DebianSource,
+  store: BlobStore,
+  options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'offline' | 'progress' | 'updateLock'> & { lockPath: string },
+): Promise<{ base: PlannedDeb[]; runtime: PlannedDeb[] }> {
+  const roots = baseRoots(options.base, options.suite);
+  const exclude = options.base === 'python3' ? runtimeExcludes : [];
+  const lock = options.updateLock ? undefined : await readDebianLock(options.lockPath);
+  if (!lock) {
+    const planned = await plannedBasePackages(source, store, options);
+    await writeDebianLock(options.lockPath, createDebianLock(source, roots, [...planned.base, ...planned.runtime], exclude));
+    options.progress?.info(`wrote the Debian lock ${options.lockPath}`);
+    return planned;
+  }
+  const locked = packagesFromLock(lock, source, roots, exclude, options.lockPath);
+  const byName = new Map(lock.packages.map((pkg) => [pkg.name, pkg]));
+  const asPlanned = (download: (typeof locked)[number]): PlannedDeb => {
+    const pkg = byName.get(download.name)!;
+    return { name: pkg.name, version: pkg.version, arch: pkg.arch, sha256: pkg.sha256, size: pkg.size, filename: pkg.filename, archiveUrl: pkg.url.slice(0, pkg.url.length - pkg.filename.length - 1) };
+  };
+  const inBase = new Set(flavourPackages(options.base === 'python3' ? 'cc' : options.base, options.suite));
+  return {
+    base: locked.filter((download) => inBase.has(download.name)).map(asPlanned),
+    runtime: locked.filter((download) => !inBase.has(download.name)).map(asPlanned),
+  };
+}
+
 /** Builds one base for one architecture. */
 export async function buildDebianBase(options: BuildDebianBaseOptions): Promise<BuiltDebianBase> {
   const { store, suite, arch } = options;
   const source = debianSourceFrom({ suite, arch, mirror: options.mirror, securityMirror: options.securityMirror, env: options.env });
-  const plan = await plannedBasePackages(source, store, options);
+  const plan = options.lockPath ? await lockedBasePackages(source, store, { ...options, lockPath: options.lockPath }) : await plannedBasePackages(source, store, options);
   const all = [...plan.base, ...plan.runtime];
   const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress });
   const inputs = all.map((pkg, position): DebInput => ({ name: pkg.name, version: pkg.version, arch: pkg.arch, digest: digests[position]! }));
@@ -149,7 +196,10 @@ export async function buildDebianBaseArtifact(options: Omit<BuildDebianBaseOptio
   if (options.arches.length === 0) throw new UserError('no platform to build for');
   if (new Set(options.arches).size !== options.arches.length) throw new UserError('a platform is listed twice');
   const builds: BuiltDebianBase[] = [];
-  for (const arch of options.arches) builds.push(await buildDebianBase({ ...options, arch }));
+  if (options.lockPath && options.arches.length > 1 && !options.lockPath.includes('{arch}')) {
+    throw new UserError(`--lock ${options.lockPath}: a lock is per architecture; with several platforms put {arch} in its name (e.g. base-{arch}.lock)`);
+  }
+  for (const arch of options.arches) builds.push(await buildDebianBase({ ...options, arch, lockPath: lockPathFor(options.lockPath, arch) }));
   if (builds.length === 1) return { artifact: { kind: 'image', image: builds[0]!.image }, builds };
   const created = buildTimestamp(options.env);
   const index = assembleIndex(

@@ -60,7 +60,12 @@ export interface DebianLockRequest {
 const sortedUnique = (values: readonly string[]) => [...new Set(values)].sort();
 
 /** The lock of a resolution (resolvePackages' result). */
-export function createDebianLock(source: DebianSource, roots: string[], packages: readonly DebianPackage[], exclude: string[] = []): DebianLock {
+export function createDebianLock(
+  source: DebianSource,
+  roots: string[],
+  packages: readonly Pick<DebianPackage, 'name' | 'version' | 'arch' | 'filename' | 'sha256' | 'size' | 'archiveUrl'>[],
+  exclude: string[] = [],
+): DebianLock {
   return {
     version: 1,
     suite: source.suite,

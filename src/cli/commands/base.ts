@@ -14,6 +14,8 @@ interface BaseOptions extends CommonOptions {
   nonroot?: boolean;
   layerPerPackage?: boolean;
   offline?: boolean;
+  lock?: string;
+  updateLock?: boolean;
   mediaTypes: MediaTypeFlavour;
 }
 
@@ -34,6 +36,8 @@ async function baseCommand(name: string, options: BaseOptions): Promise<void> {
     mirror: options.mirror,
     securityMirror: options.securityMirror,
     offline: options.offline,
+    lockPath: options.lock,
+    updateLock: options.updateLock,
     nonroot: options.nonroot,
     layering: options.layerPerPackage ? 'per-package' : 'grouped',
     mediaTypes: options.mediaTypes,
@@ -54,6 +58,8 @@ export function baseCommandDefinition(): Command {
       .option('--nonroot', 'run as nonroot (65532) in /home/nonroot, like distroless :nonroot')
       .option('--layer-per-package', 'one layer per package instead of a few layers grouped by how often they change')
       .option('--offline', 'use only the cache: no request to the Debian archive')
+      .option('--lock <path>', 'Debian lock file to follow (written when missing); {arch} in the path for several platforms')
+      .option('--update-lock', 'resolve again and rewrite the lock')
       .addOption(new Option('--media-types <kind>', 'OCI or Docker v2 media types').choices(['oci', 'docker']).default('oci')),
   ).action(baseCommand);
 }

@@ -14,6 +14,7 @@ interface BuildOptions extends CommonOptions {
   flavour?: ToolUvimage['flavour'];
   debianSuite?: ToolUvimage['debian-suite'];
   debianMirror?: string;
+  debianLock?: string;
   runtime?: ToolUvimage['runtime'];
   python?: string;
   trim: boolean;
@@ -43,6 +44,7 @@ function mergeConfig(table: ToolUvimage, options: BuildOptions): ToolUvimage {
   if (options.flavour) config.flavour = options.flavour;
   if (options.debianSuite) config['debian-suite'] = options.debianSuite;
   if (options.debianMirror) config['debian-mirror'] = options.debianMirror;
+  if (options.debianLock) config['debian-lock'] = options.debianLock;
   if (options.runtime) config.runtime = options.runtime;
   if (options.python) config.python = options.python;
   if (!options.trim) config.trim = false;
@@ -116,6 +118,7 @@ export function buildCommandDefinition(): Command {
       .addOption(new Option('--flavour <name>', 'the Debian flavour to assemble as the base (default cc)').choices([...flavourNames]))
       .addOption(new Option('--debian-suite <suite>', 'Debian release of the base and of the Debian runtime (default trixie)').choices(['trixie', 'bookworm']))
       .option('--debian-mirror <url>', 'Debian mirror (or a snapshot.debian.org URL)')
+      .option('--debian-lock <path>', 'Debian lock file of the base ({arch} for several platforms): written when missing, followed after')
       .addOption(new Option('--runtime <kind>', 'python-build-standalone at /python, or Debian\'s CPython').choices(['standalone', 'debian']))
       .option('--python <version>', 'Python version (default: tool.uvimage.python, .python-version, else the newest requires-python allows)')
       .option('--no-trim', 'keep the whole runtime (tests, tkinter, headers, …)')
