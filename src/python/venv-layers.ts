@@ -2,7 +2,7 @@
  * The project's virtualenv as image layers, split by how often they change:
  *
  *   dependencies[0]  the venv skeleton (pyvenv.cfg, interpreter links) and every third-party
- *                    package (downloaded wheels, and wheels built from sdists/paths)
+ *                    package (downloaded wheels, and wheels built from sdists, paths and git)
  *   dependencies[1+] one layer per very large wheel, when asked (`ownLayer`), so a torch-sized
  *                    wheel is pushed and pulled once and not again when a small dependency moves
  *   project          the project and its workspace members, built with `uv build --wheel`
@@ -25,6 +25,7 @@ import type { BlobStore } from '../oci/store.js';
 import { buildWheel, hostArch, isPureWheel } from './build-wheel.js';
 import { cpythonCacheTag, openPycCompiler, type HostPycCompiler, type PycCompiler } from './bytecode.js';
 import { downloadWheel, type DownloadedWheel, type DownloadProgress, type PackageIndex } from './download.js';
+import { cachedGitWheel, checkoutGit, gitDirectUrl, gitWheelKey, parseGitSource, rememberGitWheel, type CachedGitWheel } from './git-source.js';
 import type { InstallPlan, PlannedPackage } from './install-set.js';
 import type { UvLock } from './lock.js';
 import { normalizeName } from './markers.js';
@@ -69,7 +70,7 @@ export interface BuildVenvLayersOptions {
   prompt?: string;
   /** INSTALLER of every package; default 'uvimage'. */
   installer?: string;
-  /** Reuse layers (and compiled bytecode) from the store when their inputs match; default true. */
+  /** Reuse layers (and compiled bytecode, and wheels built from git sources) from the store when their inputs match; default true. */
   reuse?: boolean;
   /** direct_url.json `url` of the project and members; default file://<their directory>, as uv writes it. */
   directUrlFor?: (dir: string) => string;
@@ -274,7 +275,9 @@ type BuildPackage = Extract<PlannedPackage, { kind: 'build' }>;
 async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: BuildVenvLayersOptions, mtime: number, cleanups: (() => Promise<void>)[]): Promise<ReadyWheel> {
   const { store } = options;
   const python = options.buildPython ?? options.runtime.version.split('.').slice(0, 2).join('.');
-  let source: string;
+  let source: string | undefined;
+  // A git source: its wheel from an earlier build, else a checkout of the locked commit to build.
+  let git: { key: string; directUrl: string; cached?: CachedGitWheel } | undefined;
   if (pkg.dir) {
     source = pkg.dir;
   } else if (pkg.sdist && (pkg.sdist.url || pkg.sdist.path)) {
@@ -288,13 +291,27 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     source = join(dir, filename);
     await copyFile(fetched.path, source);
+  } else if (pkg.source.git !== undefined) {
+    const locked = parseGitSource(pkg.source.git, { name: pkg.name, subdirectory: pkg.source.subdirectory });
+    git = { key: gitWheelKey(locked, plan.target, python, mtime), directUrl: gitDirectUrl(locked) };
+    if (options.reuse ?? true) git.cached = await cachedGitWheel(store, git.key);
+    if (!git.cached) {
+      options.progress?.info?.(`fetching ${pkg.name} from ${locked.repository} at ${locked.commit}`);
+      const checkout = await checkoutGit(locked, { store, name: pkg.name, env: options.env });
+      cleanups.push(checkout.cleanup);
+      source = checkout.dir;
+    }
   } else {
     throw new UserError(`${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} has no wheel for ${describeTarget(plan.target)} and no source uvimage can build (${describeSource(pkg)})${existingWheels(pkg.name, options.lock)}`);
   }
 
-  options.progress?.info?.(`building ${pkg.name} with uv build --wheel`);
-  const built = await buildWheel(source, { uv: options.uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
-  cleanups.push(built.cleanup);
+  let built: { filename: string; path?: string } | undefined = git?.cached;
+  if (!built) {
+    options.progress?.info?.(`building ${pkg.name} with uv build --wheel`);
+    const wheel = await buildWheel(source!, { uv: options.uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
+    cleanups.push(wheel.cleanup);
+    built = wheel;
+  }
 
   const target = plan.target;
   if (!isPureWheel(built.filename)) {
@@ -306,8 +323,9 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
       );
     }
   }
-  const blob = await store.writeStream(createReadStream(built.path), undefined, `built wheel ${built.filename}`);
-  const directUrl = pkg.member || pkg.dir ? directUrlJson(pkg.dir ?? options.projectDir, options.directUrlFor) : undefined;
+  const blob = git?.cached ?? (await store.writeStream(createReadStream(built.path!), undefined, `built wheel ${built.filename}`));
+  if (git && !git.cached) await rememberGitWheel(store, git.key, { filename: built.filename, digest: blob.digest, size: blob.size });
+  const directUrl = git ? git.directUrl : pkg.member || pkg.dir ? directUrlJson(pkg.dir ?? options.projectDir, options.directUrlFor) : undefined;
   return {
     name: pkg.name,
     version: pkg.version ?? '',
