@@ -47,7 +47,7 @@ import { planInstall, type InstallOptions } from '../python/install-set.js';
 import { loadLockedProject } from '../python/locked-project.js';
 import { matchesSpecifiers } from '../python/pep440.js';
 import { DEBIAN_GLIBC, archFromPlatform, type PythonTarget } from '../python/target.js';
-import { chooseStandaloneDownload, fetchStandalone, loadStandaloneDownloads, openStandaloneRuntime, type TrimmedGroup } from '../python/standalone.js';
+import { chooseStandaloneDownload, fetchStandalone, loadStandaloneDownloads, openStandaloneRuntime, type StandaloneDownload, type TrimmedGroup } from '../python/standalone.js';
 import { buildVenvLayers, openBytecodeCompiler } from '../python/venv-layers.js';
 
 export const venvRoot = '/app/.venv';
@@ -119,6 +119,21 @@ export async function buildProject(options: ProjectBuildOptions): Promise<Projec
     let interpreter: string;
     let trimmed: TrimmedGroup[] | undefined;
     const annotations: Record<string, string> = { [Annotation.created]: created.iso };
+    // The Python version is settled before any download, so a version no runtime has fails at once.
+    let standaloneDownload: StandaloneDownload | undefined;
+    if (runtimeKind === 'debian') {
+      const minor = suiteVersions[suite].python;
+      if (requested && requested !== minor && !requested.startsWith(`${minor}.`)) {
+        throw new UserError(`Python ${requested} was asked for, but Debian ${suite}'s CPython is ${minor}; use runtime "standalone" or another Debian suite`);
+      }
+    } else {
+      const { downloads, source } = await loadStandaloneDownloads(env);
+      standaloneDownload = chooseStandaloneDownload(downloads, arch, {
+        version: requested,
+        allows: requiresPython ? (version) => matchesSpecifiers(version, requiresPython) : undefined,
+        source,
+      });
+    }
     if (config.base) {
       if (runtimeKind === 'debian') throw new UserError('runtime "debian" brings its own Debian base; it cannot be combined with base (use runtime "standalone")');
       const pulled = await pullBaseImage(config.base, platform, store, { client: options.client, progress: options.progress });
@@ -157,19 +172,10 @@ export async function buildProject(options: ProjectBuildOptions): Promise<Projec
     if (config.base) roles.push(...baseLayers.map(() => 'base'));
 
     if (runtimeKind === 'debian') {
-      const minor = suiteVersions[suite].python;
-      if (requested && requested !== minor && !requested.startsWith(`${minor}.`)) {
-        throw new UserError(`Python ${requested} was asked for, but Debian ${suite}'s CPython is ${minor}; use runtime "standalone" or another Debian suite`);
-      }
       pythonVersion = pythonVersion!;
       interpreter = interpreter!;
     } else {
-      const { downloads, source } = await loadStandaloneDownloads(env);
-      const download = chooseStandaloneDownload(downloads, arch, {
-        version: requested,
-        allows: requiresPython ? (version) => matchesSpecifiers(version, requiresPython) : undefined,
-        source,
-      });
+      const download = standaloneDownload!;
       pythonVersion = download.version;
       const archive = await fetchStandalone(download, store, { env, progress: options.progress });
       const runtimeLayer = await standaloneRuntimeLayer(store, archive, pythonVersion, config.trim ?? true, created.seconds, options.progress);

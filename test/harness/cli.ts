@@ -32,7 +32,7 @@ export function uvimage(args: string[], env: NodeJS.ProcessEnv = {}, input?: str
   });
 }
 
-/** A user-facing failure: exit 1 and exactly one line on stderr that names the problem, no stack trace. */
+/** A user-facing failure: exit 1, exactly one `uvimage: error:` line on stderr that names the problem, no stack trace, no result on stdout. */
 export function assertOneLineError(result: CliResult, pattern: RegExp): void {
   assert.equal(result.code, 1, `expected exit 1, got ${result.code}; stderr: ${result.stderr}`);
   const lines = result.stderr.trim().split('\n').filter((line) => line.startsWith('uvimage: '));
@@ -40,4 +40,5 @@ export function assertOneLineError(result: CliResult, pattern: RegExp): void {
   assert.match(lines[0]!, /^uvimage: error: /);
   assert.match(lines[0]!, pattern);
   assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace without --debug');
+  assert.equal(result.stdout, '', 'a failed run prints no result');
 }
