@@ -80,8 +80,18 @@ test('a base image without the wanted platform', async () => {
   const base = `${registry.host}/bases/static:amd64`;
   const pushed = await uvimage(['base', 'static', '--platform', 'linux/amd64', '-t', base, '--push', '--cache-dir', sharedCliCache()]);
   assert.equal(pushed.code, 0, pushed.stderr);
+  // The stand-in runtime is x86_64 only and the Python version is settled first: metadata that
+  // also lists it for aarch64 lets the build reach the base, whose platform is then refused
+  // before anything is downloaded.
+  const metadata = JSON.parse(await readFile(mirror.metadataPath, 'utf8')) as Record<string, { arch: { family: string } }>;
+  for (const [key, entry] of Object.entries(metadata)) metadata[key.replace('x86_64', 'aarch64')] = { ...entry, arch: { ...entry.arch, family: 'aarch64' } };
+  const withArm = join(work, 'metadata-with-aarch64.json');
+  await writeFile(withArm, JSON.stringify(metadata));
   const out = outputs('base-platform');
-  const result = await uvimage(['build', fastapiHello, '--base', base, '--platform', 'linux/arm64', ...out.args, '--cache-dir', sharedCliCache()], standaloneEnv(mirror));
+  const result = await uvimage(['build', fastapiHello, '--base', base, '--platform', 'linux/arm64', ...out.args, '--cache-dir', sharedCliCache()], {
+    ...standaloneEnv(mirror),
+    UVIMAGE_PYTHON_DOWNLOADS_JSON: withArm,
+  });
   assertOneLineError(result, /has no linux\/arm64.*linux\/amd64/);
   await assertNothingWritten(out.paths);
 });
