@@ -11,12 +11,12 @@ import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { Duplex, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import lzma from 'lzma-native';
 import { UserError } from '../errors.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { ArchiveFormatError, spoolTar, spooledLayerEntries, type SpooledMember, type SpooledTar } from '../oci/spooled-tar.js';
 import { ByteReader, readTar } from '../oci/tar-reader.js';
 import { parseStanza } from './control.js';
+import { createXzDecompressor } from './xz.js';
 
 /** One file of data.tar, its path checked and (on trixie) mapped to merged-/usr. */
 export type DebFile = SpooledMember;
@@ -119,7 +119,7 @@ function decompress(member: string, compressed: AsyncIterable<Buffer>, label: st
       return input;
     case 'xz':
     case 'lzma':
-      decoder = lzma.createDecompressor();
+      decoder = createXzDecompressor();
       break;
     case 'gz':
       decoder = createGunzip();

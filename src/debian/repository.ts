@@ -20,9 +20,9 @@
  * nor is a .deb whose digest is in the store.
  */
 import { createGunzip } from 'node:zlib';
-import { createRequire } from 'node:module';
 import type { Transform, Readable } from 'node:stream';
-import * as openpgp from 'openpgp';
+import type * as OpenPGP from 'openpgp';
+import { createXzDecompressor } from './xz.js';
 import type { Progress } from '../cli/progress.js';
 import { UserError, describeError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
@@ -405,12 +405,21 @@ export function checkRelease(release: ReleaseInfo, expected: { dist: string; arc
   }
 }
 
-let trustedKeys: Promise<openpgp.PublicKey[]> | undefined;
+let trustedKeys: Promise<OpenPGP.PublicKey[]> | undefined;
+
+/**
+ * openpgp, loaded on first use: only a build that (re)validates an InRelease needs it, and a
+ * rebuild within the index's TTL or from a lock should not pay for loading it.
+ */
+function loadOpenpgp(): Promise<typeof OpenPGP> {
+  return import('openpgp');
+}
 
 /** The pinned archive keys, each checked against its pinned fingerprint. */
-export function archiveKeys(): Promise<openpgp.PublicKey[]> {
+export function archiveKeys(): Promise<OpenPGP.PublicKey[]> {
   trustedKeys ??= Promise.all(
     debianArchiveKeys.map(async (entry) => {
+      const openpgp = await loadOpenpgp();
       const key = await openpgp.readKey({ armoredKey: entry.armored });
       const fingerprint = key.getFingerprint().toUpperCase();
       if (fingerprint !== entry.fingerprint) {
@@ -429,6 +438,7 @@ export function archiveKeys(): Promise<openpgp.PublicKey[]> {
  */
 export async function verifyInRelease(bytes: Uint8Array | string, url: string): Promise<string> {
   const text = typeof bytes === 'string' ? bytes : Buffer.from(bytes).toString('utf8');
+  const openpgp = await loadOpenpgp();
   let message;
   try {
     message = await openpgp.readCleartextMessage({ cleartextMessage: text });
@@ -571,15 +581,9 @@ async function downloadVerified(
   });
 }
 
-const requireCjs = createRequire(import.meta.url);
-let lzma: { createDecompressor(): Transform } | undefined;
-
 function decompressor(compression: Compression): Transform | undefined {
   if (compression === 'gz') return createGunzip();
-  if (compression === 'xz') {
-    lzma ??= requireCjs('lzma-native') as { createDecompressor(): Transform };
-    return lzma.createDecompressor();
-  }
+  if (compression === 'xz') return createXzDecompressor();
   return undefined;
 }
 
