@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { UserError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
-import { buildTimestamp, type Layer } from '../oci/image.js';
+import { buildTimestamp } from '../oci/image.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import type { BlobStore } from '../oci/store.js';
