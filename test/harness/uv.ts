@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Layer } from '../../src/oci/image.js';
 import type { BlobStore } from '../../src/oci/store.js';
+import type { UvLock } from '../../src/python/lock.js';
+import type { BuildVenvLayersOptions } from '../../src/python/venv-layers.js';
 import { testCacheDir } from './cache.js';
 
 const execFileAsync = promisify(execFile);
@@ -137,4 +139,30 @@ export function hostGlibc(): [number, number] {
   const output = spawnSync('ldd', ['--version'], { encoding: 'utf8' }).stdout ?? '';
   const match = /(\d+)\.(\d+)\s*$/m.exec(output.split('\n')[0] ?? '');
   return match ? [Number(match[1]), Number(match[2])] : [2, 36];
+}
+
+/**
+ * buildVenvLayers options that make our venv comparable with one `uv sync` wrote at `venv`: the
+ * same venv path (so shebangs match), the same host CPython as runtime and for builds, mtime 0,
+ * the test uv and its cache.
+ */
+export function venvOptionsLikeUv(options: {
+  store: BlobStore;
+  venv: string;
+  python: { interpreter: string; version: string };
+  projectDir: string;
+  lock: UvLock;
+}): BuildVenvLayersOptions {
+  const { store, venv, python, projectDir, lock } = options;
+  return {
+    store,
+    venvRoot: venv,
+    runtime: { interpreter: python.interpreter, home: join(python.interpreter, '..'), version: python.version },
+    projectDir,
+    mtime: 0,
+    lock,
+    uv: uvBinary(),
+    buildPython: python.interpreter,
+    env: uvEnv(),
+  };
 }

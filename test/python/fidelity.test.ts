@@ -32,7 +32,7 @@ import { readPyProject } from '../../src/python/pyproject.js';
 import type { PythonTarget } from '../../src/python/target.js';
 import { buildVenvLayers } from '../../src/python/venv-layers.js';
 import { sharedTestStore } from '../harness/cache.js';
-import { describeTree, elfMachine, extractLayers, hostGlibc, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync, type TreeItem } from '../harness/uv.js';
+import { describeTree, elfMachine, extractLayers, hostGlibc, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync, venvOptionsLikeUv, type TreeItem } from '../harness/uv.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/python/', import.meta.url));
 const projects = ['pure', 'cext', 'extras', 'groups', 'markers', 'scripts', 'workspace'];
@@ -112,17 +112,7 @@ describe('venv fidelity with uv sync', { skip }, () => {
       const lock = await readUvLock(join(projectDir, 'uv.lock'));
       const target: PythonTarget = { pythonVersion: python!.version, implementation: 'cpython', os: 'linux', arch: 'x86_64', glibc: hostGlibc() };
       const plan = planInstall(project, lock, target);
-      const layers = await buildVenvLayers(plan, {
-        store,
-        venvRoot: venv,
-        runtime: { interpreter: python!.interpreter, home: join(python!.interpreter, '..'), version: python!.version },
-        projectDir,
-        mtime: 0,
-        lock,
-        uv: uvBinary(),
-        buildPython: python!.interpreter,
-        env: uvEnv(),
-      });
+      const layers = await buildVenvLayers(plan, venvOptionsLikeUv({ store, venv, python: python!, projectDir, lock }));
       const ours = join(base, 'ours');
       await extractLayers(store, [...layers.dependencies, layers.project], ours);
       const ourVenv = join(ours, venv);

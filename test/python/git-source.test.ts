@@ -20,7 +20,7 @@ import { readPyProject } from '../../src/python/pyproject.js';
 import type { PythonTarget } from '../../src/python/target.js';
 import { buildVenvLayers } from '../../src/python/venv-layers.js';
 import { sharedTestStore } from '../harness/cache.js';
-import { describeTree, extractLayers, hostGlibc, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync } from '../harness/uv.js';
+import { describeTree, extractLayers, hostGlibc, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync, venvOptionsLikeUv } from '../harness/uv.js';
 
 const python = pyenvPython('3.12');
 const gitWorks = (() => {
@@ -143,15 +143,7 @@ describe('git dependencies', { skip }, () => {
 
     const lines: string[] = [];
     const options = {
-      store,
-      venvRoot: venv,
-      runtime: { interpreter: python!.interpreter, home: join(python!.interpreter, '..'), version: python!.version },
-      projectDir,
-      mtime: 0,
-      lock,
-      uv: uvBinary(),
-      buildPython: python!.interpreter,
-      env: uvEnv(),
+      ...venvOptionsLikeUv({ store, venv, python: python!, projectDir, lock }),
       progress: { start() {}, advance() {}, finish() {}, info: (line: string) => lines.push(line) },
     };
     const tempsBefore = await readdir(join(store.root, 'tmp'));
