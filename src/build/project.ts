@@ -10,9 +10,9 @@
  * ordered by how often they change, so a code change rebuilds and pushes only the project layer.
  * Every layer is cached by its inputs; the same inputs give the same digests.
  */
+import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Progress } from '../cli/progress.js';
 import type { ToolUvimage } from '../config/schema.js';
@@ -291,7 +291,7 @@ async function filesLayer(store: BlobStore, projectDir: string, files: NonNullab
     if (!stats) throw new UserError(`tool.uvimage.files: ${src} does not exist in ${projectDir}`);
     const target = dest.replace(/^\/+|\/+$/g, '');
     if (stats.isDirectory()) entries.push(...(await directoryEntries(path, { prefix: target })));
-    else entries.push({ type: 'file', path: target, mode: stats.mode & 0o777, size: stats.size, open: () => Readable.from(readFile(path).then((bytes) => [bytes]).then((x) => x[0]!) as unknown as Iterable<Buffer>) });
+    else entries.push({ type: 'file', path: target, mode: stats.mode & 0o777, size: stats.size, open: () => createReadStream(path) });
   }
   return writeLayer(store, entries, { mtime });
 }

@@ -1,0 +1,63 @@
+/**
+ * [tool.uvimage] settings that change what the image holds and runs: with no command configured,
+ * the project's one console script is the entrypoint; `files` copies extra files in a layer of
+ * their own; env and labels reach the config. Checked in the image config and by running it.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { check, dockerRemoveImages, requireDocker } from '../harness/docker.js';
+import { buildOk, copyExample, sharedCliCache, standaloneEnv } from '../harness/project-build.js';
+import { standaloneMirror, type StandaloneMirror } from '../harness/standalone-python.js';
+
+let mirror: StandaloneMirror;
+let work: string;
+const tag = 'uvimage-test/build-config:1';
+
+before(async () => {
+  requireDocker();
+  mirror = await standaloneMirror('3.12.1');
+  work = await mkdtemp(join(tmpdir(), 'uvimage-build-config-'));
+});
+
+after(async () => {
+  await dockerRemoveImages([tag]);
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+test('no command: the one console script runs; files, env and labels are in the image', async () => {
+  const project = await copyExample(join(work, 'project'));
+  const pyproject = join(project, 'pyproject.toml');
+  // The example's [tool.uvimage] without its cmd and ports, plus files, env and labels.
+  const table = (await readFile(pyproject, 'utf8')).split('[tool.uvimage]')[0]!;
+  await writeFile(
+    pyproject,
+    `${table}[tool.uvimage]\nfiles = [{ src = "config", dest = "/app/config" }, { src = "README.md", dest = "/app/README.md" }]\nenv = { GREETING_STYLE = "plain" }\nlabels = { "org.example.team" = "web" }\n`,
+  );
+  await mkdir(join(project, 'config'));
+  await writeFile(join(project, 'config', 'settings.toml'), 'level = "info"\n');
+
+  const built = await buildOk(['build', project, '-t', tag, '--load', '--frozen', '--cache-dir', sharedCliCache()], standaloneEnv(mirror));
+  assert.deepEqual(built.platforms[0]!.layers.map((layer) => layer.role).slice(-2), ['project', 'files']);
+
+  const config = JSON.parse(await check('docker', ['image', 'inspect', '--format', '{{json .Config}}', tag])) as {
+    Entrypoint: string[] | null;
+    Cmd?: string[] | null;
+    Env: string[];
+    Labels: Record<string, string>;
+  };
+  assert.deepEqual(config.Entrypoint, ['/app/.venv/bin/hello']);
+  assert.equal(config.Cmd ?? undefined, undefined, 'no Cmd inherited from the base');
+  assert.ok(config.Env.includes('GREETING_STYLE=plain'), config.Env.join(' '));
+  assert.equal(config.Labels['org.example.team'], 'web');
+
+  // The console script is the program; the extra files are where they were asked to go.
+  assert.equal((await check('docker', ['run', '--rm', '--network', 'host', '--read-only', tag])).trim(), 'Hello world');
+  const listing = await check('docker', [
+    'run', '--rm', '--network', 'host', '--entrypoint', '/app/.venv/bin/python', tag,
+    '-c', 'import pathlib; print(pathlib.Path("/app/config/settings.toml").read_text().strip()); print(pathlib.Path("/app/README.md").read_text().splitlines()[0])',
+  ]);
+  assert.deepEqual(listing.trim().split('\n'), ['level = "info"', '# fastapi-hello']);
+});
