@@ -42,7 +42,7 @@ import { formatPlatform, type Platform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/sink.js';
 import type { BlobStore } from '../oci/store.js';
 import type { RegistryClient } from '../registry/client.js';
-import { pullBaseImage } from '../registry/pull.js';
+import { pullBaseImage, type BaseImage } from '../registry/pull.js';
 import { planInstall, type InstallOptions } from '../python/install-set.js';
 import { loadLockedProject } from '../python/locked-project.js';
 import { matchesSpecifiers } from '../python/pep440.js';
@@ -142,7 +142,7 @@ export async function buildProject(options: ProjectBuildOptions): Promise<Projec
       baseName = config.base;
       annotations[Annotation.baseName] = config.base;
       annotations[Annotation.baseDigest] = pulled.manifestDigest;
-      glibc = await glibcOfBase(pulled.layers, options.blobs, config.base);
+      glibc = config['base-glibc'] ? parseGlibc(config['base-glibc']) : await glibcOfBase(pulled, store, options.blobs, config.base);
     } else {
       const built = await buildDebianBase({
         base: runtimeKind === 'debian' ? 'python3' : config.flavour ?? 'cc',
@@ -333,11 +333,27 @@ function imageChanges(config: ToolUvimage, scripts: Record<string, string>, base
   return changes;
 }
 
+function parseGlibc(text: string): [number, number] {
+  const [major, minor] = text.split('.').map(Number);
+  return [major!, minor!];
+}
+
 /**
  * The glibc of a pulled base, which caps the manylinux tags: from the dpkg database in its
- * layers (distroless' status.d or a full /var/lib/dpkg/status). The layers are read as streams.
+ * layers (distroless' status.d or a full /var/lib/dpkg/status), read as streams. That means
+ * fetching the base's layers, so the answer is remembered per base image, and `base-glibc` in
+ * [tool.uvimage] skips the look altogether (a push then never downloads the base's layers).
  */
-async function glibcOfBase(layers: Layer[], blobs: BlobSource, name: string): Promise<[number, number]> {
+async function glibcOfBase(base: BaseImage, store: BlobStore, blobs: BlobSource, name: string): Promise<[number, number]> {
+  const key = `${base.manifestDigest} ${formatPlatform(base.platform)}`;
+  const known = await store.readRecord<[number, number]>('base-glibc', key);
+  if (known) return known;
+  const glibc = await readGlibcOfLayers(base.layers, blobs, name);
+  await store.writeRecord('base-glibc', key, glibc);
+  return glibc;
+}
+
+async function readGlibcOfLayers(layers: Layer[], blobs: BlobSource, name: string): Promise<[number, number]> {
   for (const layer of [...layers].reverse()) {
     const stream = (await blobs.openLayer(layer)).pipe(createGunzip());
     for await (const member of readTar(stream, {
@@ -350,5 +366,7 @@ async function glibcOfBase(layers: Layer[], blobs: BlobSource, name: string): Pr
       if (version) return [Number(version[1]), Number(version[2])];
     }
   }
-  throw new UserError(`cannot tell which glibc the base ${name} has (no libc6 in its dpkg database); uvimage needs it to choose manylinux wheels`);
+  throw new UserError(
+    `cannot tell which glibc the base ${name} has (no libc6 in its dpkg database); set tool.uvimage.base-glibc (e.g. "2.36"), which caps the manylinux wheels chosen`,
+  );
 }

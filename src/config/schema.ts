@@ -19,6 +19,7 @@ export const toolUvimageSchema = z
     tags: z.array(z.string().min(1)).optional().describe('tags (with `repository`) or full references'),
     platforms: z.array(platform).min(1).optional().describe('target platforms, e.g. ["linux/amd64", "linux/arm64"]'),
     base: z.string().min(1).optional().describe('a base image from a registry (by tag or digest); default: the uvimage-built Debian flavour'),
+    'base-glibc': z.string().regex(/^2\.\d+$/, 'a glibc version like 2.36').optional().describe("the glibc of `base` (caps manylinux wheels); default: read from the base's dpkg database"),
     flavour: z.enum(flavourNames).optional().describe('the Debian flavour uvimage assembles as the base when `base` is not set (default cc)'),
     'debian-suite': z.enum(debianSuites).optional().describe('Debian release for the assembled base and the Debian runtime (default trixie)'),
     'debian-mirror': z.string().url().optional().describe('Debian mirror (also a snapshot.debian.org URL, for pinning)'),

@@ -1,15 +1,18 @@
 /**
  * [tool.uvimage] settings that change what the image holds and runs: with no command configured,
  * the project's one console script is the entrypoint; `files` copies extra files in a layer of
- * their own; env and labels reach the config. Checked in the image config and by running it.
+ * their own; env and labels reach the config; a base from a registry. Checked in the image
+ * config, the registry, the cache, and by running it.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { check, dockerRemoveImages, requireDocker } from '../harness/docker.js';
-import { buildOk, copyExample, sharedCliCache, standaloneEnv } from '../harness/project-build.js';
+import { uvimage } from '../harness/cli.js';
+import { buildOk, copyExample, exists, fastapiHello, sharedCliCache, standaloneEnv } from '../harness/project-build.js';
+import { startRegistry } from '../harness/registry.js';
 import { standaloneMirror, type StandaloneMirror } from '../harness/standalone-python.js';
 
 let mirror: StandaloneMirror;
@@ -60,4 +63,32 @@ test('no command: the one console script runs; files, env and labels are in the 
     '-c', 'import pathlib; print(pathlib.Path("/app/config/settings.toml").read_text().strip()); print(pathlib.Path("/app/README.md").read_text().splitlines()[0])',
   ]);
   assert.deepEqual(listing.trim().split('\n'), ['level = "info"', '# fastapi-hello']);
+});
+
+test('on a base from a registry: its glibc is read once, its layers mounted on push, never downloaded when given', async () => {
+  const registry = await startRegistry();
+  try {
+    // A cc base pushed to the registry by uvimage itself (bookworm: glibc 2.36).
+    const base = `${registry.host}/bases/cc:bookworm`;
+    const pushed = await uvimage(['base', 'cc', '--suite', 'bookworm', '--platform', 'linux/amd64', '-t', base, '--push', '--cache-dir', sharedCliCache()]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+
+    // With base-glibc given, a push mounts the base's layers and downloads none of them.
+    const cache = join(work, 'fresh-cache');
+    const built = await buildOk(['build', fastapiHello, '--base', base, '--base-glibc', '2.36', '-t', `${registry.host}/apps/hello:1`, '--push', '--frozen', '--cache-dir', cache], standaloneEnv(mirror));
+    const baseLayers = built.platforms[0]!.layers.filter((layer) => layer.role === 'base');
+    assert.equal(baseLayers.length, 2);
+    for (const layer of baseLayers) assert.equal(await exists(join(cache, 'blobs', 'sha256', layer.digest.slice(7))), false, 'base layer not downloaded');
+    const push = built.outputs.find((output) => output.sink === 'push')!.details as { mountedBlobs: number };
+    assert.equal(push.mountedBlobs, 2);
+
+    // Without it, the glibc is read from the base's status.d and remembered for the next build.
+    const detected = await uvimage(['build', fastapiHello, '--base', base, '-t', 'x:1', '--oci', join(work, 'on-base'), '--frozen', '--cache-dir', cache, '--json'], standaloneEnv(mirror));
+    assert.equal(detected.code, 0, detected.stderr);
+    const records = await readdir(join(cache, 'records', 'base-glibc'));
+    assert.equal(records.length, 1);
+    assert.deepEqual(JSON.parse(await readFile(join(cache, 'records', 'base-glibc', records[0]!), 'utf8')), [2, 36]);
+  } finally {
+    await registry.stop();
+  }
 });

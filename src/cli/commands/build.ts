@@ -11,6 +11,7 @@ import { addOutputOptions, collect, openImageRun, type CommonOptions } from '../
 interface BuildOptions extends CommonOptions {
   platform?: string;
   base?: string;
+  baseGlibc?: string;
   flavour?: ToolUvimage['flavour'];
   debianSuite?: ToolUvimage['debian-suite'];
   debianMirror?: string;
@@ -41,6 +42,7 @@ function mergeConfig(table: ToolUvimage, options: BuildOptions): ToolUvimage {
   const config: ToolUvimage = { ...table };
   if (options.platform) config.platforms = options.platform.split(',').map((entry) => entry.trim());
   if (options.base) config.base = options.base;
+  if (options.baseGlibc) config['base-glibc'] = options.baseGlibc;
   if (options.flavour) config.flavour = options.flavour;
   if (options.debianSuite) config['debian-suite'] = options.debianSuite;
   if (options.debianMirror) config['debian-mirror'] = options.debianMirror;
@@ -115,6 +117,7 @@ export function buildCommandDefinition(): Command {
       .argument('[project]', 'the project directory', '.')
       .option('--platform <list>', 'target platforms, comma separated (default: tool.uvimage.platforms, else linux/amd64)')
       .option('--base <ref>', 'a base image from any registry instead of the Debian flavour uvimage assembles')
+      .option('--base-glibc <version>', "the glibc of --base, e.g. 2.36 (default: read from the base's dpkg database)")
       .addOption(new Option('--flavour <name>', 'the Debian flavour to assemble as the base (default cc)').choices([...flavourNames]))
       .addOption(new Option('--debian-suite <suite>', 'Debian release of the base and of the Debian runtime (default trixie)').choices(['trixie', 'bookworm']))
       .option('--debian-mirror <url>', 'Debian mirror (or a snapshot.debian.org URL)')
