@@ -319,7 +319,7 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
     const fits = target.arch === hostArch() && wheelTags(built.filename).some((tag) => targetTags.has(tag));
     if (!fits) {
       throw new UserError(
-        `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} has no wheel for ${describeTarget(target)}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}`,
+        `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} ${pkg.reason === 'no-binary' ? `is no-binary (built from source, its wheels unused) for ${describeTarget(target)}` : `has no wheel for ${describeTarget(target)}`}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}`,
       );
     }
   }
