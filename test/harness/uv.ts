@@ -141,28 +141,29 @@ export function hostGlibc(): [number, number] {
   return match ? [Number(match[1]), Number(match[2])] : [2, 36];
 }
 
-/**
- * buildVenvLayers options that make our venv comparable with one `uv sync` wrote at `venv`: the
- * same venv path (so shebangs match), the same host CPython as runtime and for builds, mtime 0,
- * the test uv and its cache.
- */
-export function venvOptionsLikeUv(options: {
+interface VenvOptionsInput {
   store: BlobStore;
-  venv: string;
   python: { interpreter: string; version: string };
   projectDir: string;
   lock: UvLock;
-}): BuildVenvLayersOptions {
-  const { store, venv, python, projectDir, lock } = options;
-  return {
-    store,
-    venvRoot: venv,
-    runtime: { interpreter: python.interpreter, home: join(python.interpreter, '..'), version: python.version },
-    projectDir,
-    mtime: 0,
-    lock,
-    uv: uvBinary(),
-    buildPython: python.interpreter,
-    env: uvEnv(),
-  };
+}
+
+/** What every test build of a venv shares: mtime 0, the test uv and its cache, builds with the host CPython. */
+function testVenvOptions({ store, python, projectDir, lock }: VenvOptionsInput): Omit<BuildVenvLayersOptions, 'runtime'> {
+  return { store, projectDir, mtime: 0, lock, uv: uvBinary(), buildPython: python.interpreter, env: uvEnv() };
+}
+
+/**
+ * buildVenvLayers options that make our venv comparable with one `uv sync` wrote at `venv`: the
+ * same venv path (so shebangs match) and the same host CPython as runtime.
+ */
+export function venvOptionsLikeUv(options: VenvOptionsInput & { venv: string }): BuildVenvLayersOptions {
+  const { venv, python } = options;
+  return { ...testVenvOptions(options), venvRoot: venv, runtime: { interpreter: python.interpreter, home: join(python.interpreter, '..'), version: python.version } };
+}
+
+/** buildVenvLayers options for an image's venv at /app/.venv on a python-build-standalone runtime at /python. */
+export function imageVenvOptions(options: VenvOptionsInput): BuildVenvLayersOptions {
+  const minor = options.python.version.split('.').slice(0, 2).join('.');
+  return { ...testVenvOptions(options), venvRoot: '/app/.venv', runtime: { interpreter: `/python/bin/python${minor}`, home: '/python/bin', version: options.python.version } };
 }

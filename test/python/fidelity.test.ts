@@ -32,7 +32,7 @@ import { readPyProject } from '../../src/python/pyproject.js';
 import type { PythonTarget } from '../../src/python/target.js';
 import { buildVenvLayers } from '../../src/python/venv-layers.js';
 import { sharedTestStore } from '../harness/cache.js';
-import { describeTree, elfMachine, extractLayers, hostGlibc, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync, venvOptionsLikeUv, type TreeItem } from '../harness/uv.js';
+import { describeTree, elfMachine, extractLayers, hostGlibc, imageVenvOptions, pyenvPython, runUv, uvAvailable, uvSync, venvOptionsLikeUv, type TreeItem } from '../harness/uv.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/python/', import.meta.url));
 const projects = ['pure', 'cext', 'extras', 'groups', 'markers', 'scripts', 'workspace'];
@@ -139,17 +139,7 @@ describe('venv fidelity with uv sync', { skip }, () => {
       const target: PythonTarget = { pythonVersion: python!.version, implementation: 'cpython', os: 'linux', arch: 'aarch64', glibc: [2, 28] };
       const plan = planInstall(project, lock, target);
       const venvRoot = '/app/.venv';
-      const layers = await buildVenvLayers(plan, {
-        store,
-        venvRoot,
-        runtime: { interpreter: '/python/bin/python3.12', home: '/python/bin', version: python!.version },
-        projectDir,
-        mtime: 0,
-        lock,
-        uv: uvBinary(),
-        buildPython: python!.interpreter,
-        env: uvEnv(),
-      });
+      const layers = await buildVenvLayers(plan, imageVenvOptions({ store, python: python!, projectDir, lock }));
       const ours = join(base, 'ours');
       await extractLayers(store, layers.dependencies, ours);
       const tree = await describeTree(ours);

@@ -20,7 +20,7 @@ import { readPyProject } from '../../src/python/pyproject.js';
 import type { PythonTarget } from '../../src/python/target.js';
 import { buildVenvLayers } from '../../src/python/venv-layers.js';
 import { sharedTestStore } from '../harness/cache.js';
-import { describeTree, extractLayers, hostGlibc, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync, venvOptionsLikeUv } from '../harness/uv.js';
+import { describeTree, extractLayers, hostGlibc, imageVenvOptions, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync, venvOptionsLikeUv } from '../harness/uv.js';
 
 const python = pyenvPython('3.12');
 const gitWorks = (() => {
@@ -194,17 +194,7 @@ describe('git dependencies', { skip }, () => {
     const projectDir = await lockedProject('crossgit');
     const lock = await readUvLock(join(projectDir, 'uv.lock'));
     const plan = planInstall(await readPyProject(projectDir), lock, { ...target(), arch: 'aarch64', glibc: [2, 36] });
-    const layers = await buildVenvLayers(plan, {
-      store,
-      venvRoot: '/app/.venv',
-      runtime: { interpreter: '/python/bin/python3.12', home: '/python/bin', version: python!.version },
-      projectDir,
-      mtime: 0,
-      lock,
-      uv: uvBinary(),
-      buildPython: python!.interpreter,
-      env: uvEnv(),
-    });
+    const layers = await buildVenvLayers(plan, imageVenvOptions({ store, python: python!, projectDir, lock }));
     assert.equal(layers.packages.find((pkg) => pkg.name === 'gitpkg')?.filename, 'gitpkg-0.3.0-py3-none-any.whl');
     const ours = join(dir, 'cross');
     await extractLayers(store, layers.dependencies, ours);

@@ -30,7 +30,7 @@ import { readPyProject } from '../../src/python/pyproject.js';
 import type { PythonTarget } from '../../src/python/target.js';
 import { buildVenvLayers, type BuildVenvLayersOptions } from '../../src/python/venv-layers.js';
 import { sharedTestStore } from '../harness/cache.js';
-import { describeTree, elfMachine, extractLayers, hostGlibc, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync, venvOptionsLikeUv, type TreeItem } from '../harness/uv.js';
+import { describeTree, elfMachine, extractLayers, hostGlibc, imageVenvOptions, pyenvPython, runUv, uvAvailable, uvSync, venvOptionsLikeUv, type TreeItem } from '../harness/uv.js';
 
 const python = pyenvPython('3.12');
 const skip = !uvAvailable() ? 'uv is not installed (scripts/install-test-deps)' : !python ? 'no CPython 3.12 in pyenv' : false;
@@ -81,15 +81,7 @@ describe('packages built from their sdist', { skip }, () => {
 
   /** Options for an image venv at /app/.venv on another machine (cross-platform plans). */
   const imageOptions = (projectDir: string, lock: UvLock, progress?: BuildVenvLayersOptions['progress']): BuildVenvLayersOptions => ({
-    store,
-    venvRoot: '/app/.venv',
-    runtime: { interpreter: '/python/bin/python3.12', home: '/python/bin', version: python!.version },
-    projectDir,
-    mtime: 0,
-    lock,
-    uv: uvBinary(),
-    buildPython: python!.interpreter,
-    env: uvEnv(),
+    ...imageVenvOptions({ store, python: python!, projectDir, lock }),
     progress,
   });
 
