@@ -1,9 +1,10 @@
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { UserError } from '../../errors.js';
 import type { MediaTypeFlavour } from '../../oci/image.js';
 import { hostPlatform, parsePlatformList } from '../../oci/platform.js';
 import { baseNames, buildDebianBaseArtifact, parseBaseName } from '../../debian/build-base.js';
 import { parseDebianArch, parseDebianSuite } from '../../debian/repository.js';
+import { mediaTypesOption } from '../parse.js';
 import { addOutputOptions, openImageRun, type CommonOptions } from '../run.js';
 
 interface BaseOptions extends CommonOptions {
@@ -60,6 +61,6 @@ export function baseCommandDefinition(): Command {
       .option('--offline', 'use only the cache: no request to the Debian archive')
       .option('--lock <path>', 'Debian lock file to follow (written when missing); {arch} in the path for several platforms')
       .option('--update-lock', 'resolve again and rewrite the lock')
-      .addOption(new Option('--media-types <kind>', 'OCI or Docker v2 media types').choices(['oci', 'docker']).default('oci')),
+      .addOption(mediaTypesOption()),
   ).action(baseCommand);
 }

@@ -1,28 +1,18 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { buildFromDirectory } from '../../build/from-directory.js';
 import { UserError } from '../../errors.js';
-import type { ConfigChanges, MediaTypeFlavour } from '../../oci/image.js';
+import type { ConfigChanges } from '../../oci/image.js';
 import { hostPlatform, parsePlatformList } from '../../oci/platform.js';
 import { pullBaseImage } from '../../registry/pull.js';
-import { parseCommandLine, parseKeyValues, parsePorts } from '../parse.js';
-import { addOutputOptions, collect, openImageRun, type CommonOptions } from '../run.js';
+import { addImageConfigOptions, parseCommandLine, parseKeyValues, parsePorts, type ImageConfigFlags } from '../parse.js';
+import { addOutputOptions, openImageRun, type CommonOptions } from '../run.js';
 
-interface BuildFromDirOptions extends CommonOptions {
+interface BuildFromDirOptions extends CommonOptions, ImageConfigFlags {
   platform?: string;
   base?: string;
   prefix: string;
-  entrypoint?: string;
-  cmd?: string;
-  env: string[];
-  label: string[];
-  expose: string[];
-  user?: string;
-  workdir?: string;
-  source?: string;
-  revision?: string;
-  mediaTypes: MediaTypeFlavour;
 }
 
 async function buildFromDirCommand(directory: string, options: BuildFromDirOptions): Promise<void> {
@@ -60,22 +50,11 @@ async function buildFromDirCommand(directory: string, options: BuildFromDirOptio
 }
 
 export function buildFromDirCommandDefinition(): Command {
-  return addOutputOptions(
-    new Command('build-from-dir')
-      .description('build an image whose layer is a directory of files (on a base image, or from scratch)')
-      .argument('<dir>', 'directory whose contents become the layer')
-      .option('--platform <list>', 'target platforms, comma separated (default: this host)')
-      .option('--base <ref>', 'base image from any registry, by tag or digest (default: none, from scratch)')
-      .option('--prefix <path>', 'where the directory goes in the image', '/')
-      .option('--entrypoint <cmd>', 'entrypoint: a JSON array of strings, or one word')
-      .option('--cmd <cmd>', 'command: a JSON array of strings, or one word')
-      .option('--env <KEY=VALUE>', 'environment variable (repeatable)', collect, [])
-      .option('--label <KEY=VALUE>', 'label (repeatable)', collect, [])
-      .option('--expose <port>', 'exposed port, e.g. 8000 or 53/udp (repeatable)', collect, [])
-      .option('--user <user>', 'user to run as, e.g. 65532 or 65532:65532')
-      .option('--workdir <path>', 'working directory')
-      .option('--source <url>', 'org.opencontainers.image.source annotation')
-      .option('--revision <rev>', 'org.opencontainers.image.revision annotation')
-      .addOption(new Option('--media-types <kind>', 'OCI or Docker v2 media types').choices(['oci', 'docker']).default('oci')),
-  ).action(buildFromDirCommand);
+  const command = new Command('build-from-dir')
+    .description('build an image whose layer is a directory of files (on a base image, or from scratch)')
+    .argument('<dir>', 'directory whose contents become the layer')
+    .option('--platform <list>', 'target platforms, comma separated (default: this host)')
+    .option('--base <ref>', 'base image from any registry, by tag or digest (default: none, from scratch)')
+    .option('--prefix <path>', 'where the directory goes in the image', '/');
+  return addOutputOptions(addImageConfigOptions(command)).action(buildFromDirCommand);
 }

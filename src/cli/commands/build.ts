@@ -1,14 +1,13 @@
 import { Command, Option } from 'commander';
 import { buildProject, type PlatformReport } from '../../build/project.js';
 import { flavourNames, parseToolUvimage, type ToolUvimage } from '../../config/schema.js';
-import type { MediaTypeFlavour } from '../../oci/image.js';
 import { parsePlatformList } from '../../oci/platform.js';
 import { formatBytes } from '../progress.js';
 import { readPyProject } from '../../python/pyproject.js';
-import { parseCommandLine, parseKeyValues, parsePorts } from '../parse.js';
+import { addImageConfigOptions, parseCommandLine, parseKeyValues, parsePorts, type ImageConfigFlags } from '../parse.js';
 import { addOutputOptions, collect, openImageRun, type CommonOptions } from '../run.js';
 
-interface BuildOptions extends CommonOptions {
+interface BuildOptions extends CommonOptions, ImageConfigFlags {
   platform?: string;
   base?: string;
   baseGlibc?: string;
@@ -19,22 +18,12 @@ interface BuildOptions extends CommonOptions {
   runtime?: ToolUvimage['runtime'];
   python?: string;
   trim: boolean;
-  entrypoint?: string;
-  cmd?: string;
-  env: string[];
-  label: string[];
-  expose: string[];
-  user?: string;
-  workdir?: string;
   extra: string[];
   allExtras?: boolean;
   group: string[];
   onlyGroup: string[];
   separateLayer: string[];
   frozen?: boolean;
-  source?: string;
-  revision?: string;
-  mediaTypes: MediaTypeFlavour;
 }
 
 /** [tool.uvimage] with the flags applied over it; flags win key by key. */
@@ -111,36 +100,30 @@ async function buildCommand(directory: string, options: BuildOptions): Promise<v
 }
 
 export function buildCommandDefinition(): Command {
-  return addOutputOptions(
-    new Command('build')
-      .description('build a uv project (pyproject.toml + uv.lock) into a minimal distroless image')
-      .argument('[project]', 'the project directory', '.')
-      .option('--platform <list>', 'target platforms, comma separated (default: tool.uvimage.platforms, else linux/amd64)')
-      .option('--base <ref>', 'a base image from any registry instead of the Debian flavour uvimage assembles')
-      .option('--base-glibc <version>', "the glibc of --base, e.g. 2.36 (default: read from the base's dpkg database)")
-      .addOption(new Option('--flavour <name>', 'the Debian flavour to assemble as the base (default cc)').choices([...flavourNames]))
-      .addOption(new Option('--debian-suite <suite>', 'Debian release of the base and of the Debian runtime (default trixie)').choices(['trixie', 'bookworm']))
-      .option('--debian-mirror <url>', 'Debian mirror (or a snapshot.debian.org URL)')
-      .option('--debian-lock <path>', 'Debian lock file of the base ({arch} for several platforms): written when missing, followed after')
-      .addOption(new Option('--runtime <kind>', 'python-build-standalone at /python, or Debian\'s CPython').choices(['standalone', 'debian']))
-      .option('--python <version>', 'Python version (default: tool.uvimage.python, .python-version, else the newest requires-python allows)')
-      .option('--no-trim', 'keep the whole runtime (tests, tkinter, headers, …)')
-      .option('--entrypoint <cmd>', 'entrypoint: a JSON array of strings, or one word')
-      .option('--cmd <cmd>', 'command: a JSON array of strings, or one word ({site-packages} and {venv} are expanded)')
-      .option('--env <KEY=VALUE>', 'environment variable (repeatable)', collect, [])
-      .option('--label <KEY=VALUE>', 'label (repeatable)', collect, [])
-      .option('--expose <port>', 'exposed port, e.g. 8000 (repeatable)', collect, [])
-      .option('--user <user>', 'user to run as (default 65532, nonroot)')
-      .option('--workdir <path>', 'working directory (default /app)')
-      .option('--extra <name>', 'an extra of the project (repeatable)', collect, [])
-      .option('--all-extras', 'all extras of the project')
-      .option('--group <name>', 'a dependency group to install (repeatable; none by default, not even dev)', collect, [])
-      .option('--only-group <name>', 'only this dependency group, without the project (repeatable)', collect, [])
-      .option('--separate-layer <package>', 'give this package a layer of its own, e.g. torch (repeatable)', collect, [])
-      .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml')
-      .option('--source <url>', 'org.opencontainers.image.source annotation')
-      .option('--revision <rev>', 'org.opencontainers.image.revision annotation')
-      .addOption(new Option('--media-types <kind>', 'OCI or Docker v2 media types').choices(['oci', 'docker']).default('oci')),
-  ).action(buildCommand);
+  const command = new Command('build')
+    .description('build a uv project (pyproject.toml + uv.lock) into a minimal distroless image')
+    .argument('[project]', 'the project directory', '.')
+    .option('--platform <list>', 'target platforms, comma separated (default: tool.uvimage.platforms, else linux/amd64)')
+    .option('--base <ref>', 'a base image from any registry instead of the Debian flavour uvimage assembles')
+    .option('--base-glibc <version>', "the glibc of --base, e.g. 2.36 (default: read from the base's dpkg database)")
+    .addOption(new Option('--flavour <name>', 'the Debian flavour to assemble as the base (default cc)').choices([...flavourNames]))
+    .addOption(new Option('--debian-suite <suite>', 'Debian release of the base and of the Debian runtime (default trixie)').choices(['trixie', 'bookworm']))
+    .option('--debian-mirror <url>', 'Debian mirror (or a snapshot.debian.org URL)')
+    .option('--debian-lock <path>', 'Debian lock file of the base ({arch} for several platforms): written when missing, followed after')
+    .addOption(new Option('--runtime <kind>', 'python-build-standalone at /python, or Debian\'s CPython').choices(['standalone', 'debian']))
+    .option('--python <version>', 'Python version (default: tool.uvimage.python, .python-version, else the newest requires-python allows)')
+    .option('--no-trim', 'keep the whole runtime (tests, tkinter, headers, …)')
+    .option('--extra <name>', 'an extra of the project (repeatable)', collect, [])
+    .option('--all-extras', 'all extras of the project')
+    .option('--group <name>', 'a dependency group to install (repeatable; none by default, not even dev)', collect, [])
+    .option('--only-group <name>', 'only this dependency group, without the project (repeatable)', collect, [])
+    .option('--separate-layer <package>', 'give this package a layer of its own, e.g. torch (repeatable)', collect, [])
+    .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml');
+  const withConfig = addImageConfigOptions(command, {
+    cmd: 'command: a JSON array of strings, or one word ({site-packages} and {venv} are expanded)',
+    user: 'user to run as (default 65532, nonroot)',
+    workdir: 'working directory (default /app)',
+  });
+  return addOutputOptions(withConfig).action(buildCommand);
 }
 
