@@ -188,7 +188,7 @@ export async function buildProject(options: ProjectBuildOptions): Promise<Projec
     // The virtualenv: the locked packages for this target, then the project.
     const target: PythonTarget = { pythonVersion, implementation: 'cpython', os: 'linux', arch, glibc };
     const plan = planInstall(project, locked.lock, target, options.install);
-    const compiler = await openBytecodeCompiler(pythonVersion, { env, warn: (line) => options.progress.info(`warning: ${line}`) });
+    const compiler = await openBytecodeCompiler(pythonVersion, { env, store, warn: (line) => options.progress.info(`warning: ${line}`) });
     try {
       const venv = await buildVenvLayers(plan, {
         store,

@@ -343,13 +343,25 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
  * interpreter, else what uv or pyenv or PATH has), with one worker per core. Without one, a
  * warning and undefined: the image then has no .pyc files, which is slower to start but never
  * wrong (a pyc from another minor version would be).
+ *
+ * With a store, the interpreter found is remembered (record 'pyc-interpreter', per minor version)
+ * and tried first next time: looking it up asks `uv python find` twice, which costs a rebuild
+ * from 0.1 s to most of a second, more than everything else a one-line change needs. A
+ * remembered interpreter that no longer starts or reports another version is looked up afresh.
  */
 export async function openBytecodeCompiler(
   runtimeVersion: string,
-  options: { interpreter?: string; env?: NodeJS.ProcessEnv; workers?: number; warn?: (line: string) => void } = {},
+  options: { interpreter?: string; env?: NodeJS.ProcessEnv; workers?: number; warn?: (line: string) => void; store?: BlobStore } = {},
 ): Promise<HostPycCompiler | undefined> {
   const minor = runtimeVersion.split('.').slice(0, 2).join('.');
-  const compiler = await openPycCompiler(minor, { interpreter: options.interpreter, env: options.env, workers: options.workers ?? availableParallelism() });
+  const workers = options.workers ?? availableParallelism();
+  const remember = options.interpreter === undefined ? options.store : undefined;
+  const remembered = await remember?.readRecord<string>('pyc-interpreter', minor);
+  let compiler = typeof remembered === 'string' ? await openPycCompiler(minor, { interpreter: remembered, env: options.env, workers }) : undefined;
+  if (!compiler) {
+    compiler = await openPycCompiler(minor, { interpreter: options.interpreter, env: options.env, workers });
+    if (compiler) await remember?.writeRecord('pyc-interpreter', minor, compiler.interpreter);
+  }
   if (!compiler) {
     (options.warn ?? ((line: string) => process.stderr.write(`warning: ${line}\n`)))(
       `no CPython ${minor} on this machine to compile bytecode with: the image will have no .pyc files and every start compiles its imports (install one with \`uv python install ${minor}\`)`,

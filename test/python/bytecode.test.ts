@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { BlobStore } from '../../src/oci/store.js';
 import { openPycCompiler, pycPathFor, type HostPycCompiler } from '../../src/python/bytecode.js';
 import { openBytecodeCompiler } from '../../src/python/venv-layers.js';
 import { pyenvPython } from '../harness/uv.js';
@@ -104,5 +105,29 @@ print(code.co_filename, ns["VALUE"], ns["f"].__code__.co_filename)
     assert.deepEqual(warnings, ['no CPython 3.99 on this machine to compile bytecode with: the image will have no .pyc files and every start compiles its imports (install one with `uv python install 3.99`)']);
     assert.equal(await openPycCompiler('3.11', { interpreter: python!.interpreter }), undefined);
     assert.equal(await openPycCompiler('3.12', { interpreter: '/nonexistent/python3.12' }), undefined);
+  });
+
+  test('with a store, the interpreter is remembered and used next time; a stale one is looked up again', async () => {
+    const store = await BlobStore.open(join(dir, 'store'));
+    const found = (await openBytecodeCompiler('3.12.1', { store, workers: 1 }))!;
+    await found.close();
+    assert.equal(await store.readRecord('pyc-interpreter', '3.12'), found.interpreter);
+
+    // A path no lookup would give: taken only because it is remembered.
+    const remembered = join(dir, 'remembered-python3.12');
+    await symlink(python!.interpreter, remembered);
+    await store.writeRecord('pyc-interpreter', '3.12', remembered);
+    const used = (await openBytecodeCompiler('3.12.1', { store, workers: 1 }))!;
+    await used.close();
+    assert.equal(used.interpreter, remembered);
+
+    // Gone, or of another minor version: found afresh and remembered instead.
+    for (const stale of ['/nonexistent/python3.12', pyenvPython('3.11')?.interpreter].filter((path) => path !== undefined)) {
+      await store.writeRecord('pyc-interpreter', '3.12', stale);
+      const again = (await openBytecodeCompiler('3.12.1', { store, workers: 1 }))!;
+      await again.close();
+      assert.equal(again.interpreter, found.interpreter, stale);
+      assert.equal(await store.readRecord('pyc-interpreter', '3.12'), found.interpreter);
+    }
   });
 });
