@@ -12,7 +12,8 @@
  * The suite's security updates (<suite>-security on the security mirror) are merged in.
  *
  * Caching: everything lives in the BlobStore by digest, and only verified bytes get there: an
- * InRelease is stored after its signature checks out, Packages and .debs are streamed into the
+ * InRelease (and its signed text, which later reads parse without verifying again) is stored
+ * after its signature checks out, Packages and .debs are streamed into the
  * store against their expected digest (a mismatch stores nothing). A store record per archive
  * and suite remembers the last verified InRelease; it is revalidated (a conditional GET) at most
  * once per TTL (default 1 hour, UVIMAGE_DEBIAN_INDEX_TTL_SECONDS), and offline mode uses it
@@ -26,7 +27,7 @@ import { createXzDecompressor } from './xz.js';
 import type { Progress } from '../cli/progress.js';
 import { UserError, describeError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import type { BlobStore } from '../oci/store.js';
+import { CorruptBlobError, type BlobStore } from '../oci/store.js';
 import { parseRelations, parseStanza, type Stanza } from './control.js';
 import { fetchSmall, httpGet, withRetries, HttpStatusError, type DebianHttpOptions } from './http.js';
 import { debianArchiveKeys } from './keys.js';
@@ -274,7 +275,14 @@ interface Archive {
 
 /** The store record of an archive's last verified InRelease. */
 interface ReleaseRecord {
+  /** The InRelease as fetched (kept for conditional requests). */
   digest: Digest;
+  /**
+   * Its signed text, stored once the signature checked out: a cached InRelease is read from it
+   * without verifying again, so a rebuild within the TTL never loads openpgp (~0.15 s). Records
+   * written before this field existed are verified again and given one.
+   */
+  signedText?: Digest;
   /** When it was last fetched or revalidated, ms since the epoch. */
   checkedAt: number;
   lastModified?: string;
@@ -472,10 +480,25 @@ async function loadRelease(archive: Archive, source: DebianSource, store: BlobSt
   const record = await store.readRecord<ReleaseRecord>('debian-inrelease', key);
   const cached = record && (await store.has(record.digest)) ? record : undefined;
 
-  const fromCache = async (rec: ReleaseRecord): Promise<ReleaseInfo> => {
-    const bytes = await store.readBytes(rec.digest);
-    const release = parseRelease(await verifyInRelease(bytes, url));
+  /** A cached InRelease's signed text: stored once verified; when missing or damaged, verified again and stored. */
+  const signedTextOf = async (rec: ReleaseRecord): Promise<{ text: string; record: ReleaseRecord }> => {
+    const stored =
+      rec.signedText && (await store.has(rec.signedText))
+        ? await store.readBytes(rec.signedText).catch((error: unknown) => {
+            if (error instanceof CorruptBlobError) return undefined;
+            throw error;
+          })
+        : undefined;
+    if (stored) return { text: stored.toString('utf8'), record: rec };
+    const text = await verifyInRelease(await store.readBytes(rec.digest), url);
+    const { digest: signedText } = await store.putBytes(Buffer.from(text, 'utf8'));
+    return { text, record: { ...rec, signedText } };
+  };
+  const fromCache = async (rec: ReleaseRecord, checkedAt = rec.checkedAt): Promise<ReleaseInfo> => {
+    const { text, record: next } = await signedTextOf(rec);
+    const release = parseRelease(text);
     checkRelease(release, expected);
+    if (next !== rec || checkedAt !== rec.checkedAt) await store.writeRecord('debian-inrelease', key, { ...next, checkedAt } satisfies ReleaseRecord);
     return release;
   };
 
@@ -499,16 +522,16 @@ async function loadRelease(archive: Archive, source: DebianSource, store: BlobSt
   const { body, lastModified, etag } = await fetchSmall(url, inReleaseLimit, { ...options, headers });
   if (!body && cached) {
     // 304: the cached InRelease is current.
-    const release = await fromCache(cached!);
-    await store.writeRecord('debian-inrelease', key, { ...cached!, checkedAt: now } satisfies ReleaseRecord);
-    return release;
+    return fromCache(cached, now);
   }
   if (!body) throw new UserError(`GET ${url}: 304 Not Modified to an unconditional request`);
   // Verified and checked before anything is stored.
-  const release = parseRelease(await verifyInRelease(body, url));
+  const text = await verifyInRelease(body, url);
+  const release = parseRelease(text);
   checkRelease(release, expected);
   const { digest } = await store.putBytes(body);
-  const next: ReleaseRecord = { digest, checkedAt: now };
+  const { digest: signedText } = await store.putBytes(Buffer.from(text, 'utf8'));
+  const next: ReleaseRecord = { digest, signedText, checkedAt: now };
   if (lastModified) next.lastModified = lastModified;
   if (etag) next.etag = etag;
   await store.writeRecord('debian-inrelease', key, next);

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -18,6 +18,7 @@ import {
 } from '../../src/debian/lock.js';
 import { debianSourceFrom, fetchDeb, fetchDebs, loadPackageIndex, type DebianSource, type PackageIndex } from '../../src/debian/repository.js';
 import { resolvePackages } from '../../src/debian/resolver.js';
+import type { Digest } from '../../src/oci/digest.js';
 import { sharedTestStore } from '../harness/cache.js';
 
 /** distroless cc's packages (gcc-N-base comes in as a dependency). */
@@ -108,6 +109,17 @@ test('a second load uses the cache: InRelease revalidation at most, and offline 
   const withinTtl: string[] = [];
   await loadPackageIndex(source, store, { onRequest: (url) => withinTtl.push(url) });
   assert.deepEqual(withinTtl, []);
+  // Within the TTL the InRelease is read from its signed text, stored when its signature was
+  // verified; a damaged text is verified again from the InRelease itself and stored anew.
+  const record = await store.readRecord<{ signedText?: Digest }>('debian-inrelease', 'https://deb.debian.org/debian|trixie');
+  assert.ok(record?.signedText, 'the record names the verified signed text');
+  assert.match((await store.readBytes(record.signedText)).toString('utf8'), /^Origin: Debian\n/);
+  await writeFile(store.blobPath(record.signedText), 'Origin: Forged\nSuite: stable\n');
+  const healing: string[] = [];
+  const healed = await loadPackageIndex(source, store, { onRequest: (url) => healing.push(url) });
+  assert.deepEqual(healing, []);
+  assert.equal(healed.get('libc6')!.version, fresh.get('libc6')!.version);
+  assert.ok(await store.hasIntact(record.signedText), 'the signed text is stored again');
   const offline: string[] = [];
   const cached = await loadPackageIndex(source, store, { offline: true, onRequest: (url) => offline.push(url) });
   assert.deepEqual(offline, []);

@@ -75,10 +75,15 @@ test('a Packages file whose hash differs from InRelease is refused and not store
       loadPackageIndex(source, store, { attempts: 1 }),
       /trixie(-security)? main\/binary-amd64\/Packages\.xz from http:\/\/127\.0\.0\.1:\d+\/debian(-security)?\/dists\/trixie(-security)?\/main\/binary-amd64\/by-hash\/SHA256\/[a-f0-9]{64}: digest mismatch: expected sha256:[a-f0-9]{64}, got sha256:[a-f0-9]{64}/,
     );
-    // What is stored: the two verified InRelease files, nothing else.
-    const blobs = await blobsIn(store);
-    assert.equal(blobs.length, 2);
-    for (const blob of blobs) assert.match(blob.toString('utf8'), /^-----BEGIN PGP SIGNED MESSAGE-----/);
+    // What is stored: the two verified InRelease files and their signed texts, nothing else.
+    const blobs = (await blobsIn(store)).map((blob) => blob.toString('utf8'));
+    assert.equal(blobs.length, 4);
+    const signed = blobs.filter((blob) => blob.startsWith('-----BEGIN PGP SIGNED MESSAGE-----'));
+    assert.equal(signed.length, 2);
+    for (const text of blobs.filter((blob) => !signed.includes(blob))) {
+      assert.match(text, /^Origin: Debian/);
+      assert.ok(signed.some((inRelease) => inRelease.includes(text.split('\n').slice(0, 5).join('\n'))));
+    }
     assert.ok(!(await store.has(sha256Digest(fake))));
     assert.deepEqual(await tempFilesIn(store), []);
   } finally {
