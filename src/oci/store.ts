@@ -99,6 +99,20 @@ export class BlobStore {
    */
   async hasIntact(digest: Digest): Promise<boolean> {
     if (this.verified.has(digest)) return true;
+    try {
+      return await this.checkIntact(digest);
+    } catch (error) {
+      if (error instanceof CorruptBlobError) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * As hasIntact, judged from the file alone — the memo of blobs this process wrote or read is not
+   * trusted, as the file may have changed since — and a corrupt blob (removed) is a
+   * CorruptBlobError saying so rather than false. For a caller that hands the file itself on.
+   */
+  async checkIntact(digest: Digest): Promise<boolean> {
     const stats = await stat(this.blobPath(digest)).catch(() => undefined);
     if (!stats?.isFile()) return false;
     const signature = fileSignature(stats);
@@ -107,14 +121,18 @@ export class BlobStore {
       this.verified.add(digest);
       return true;
     }
-    try {
-      await pipeline(this.openRead(digest), new Sink());
-    } catch (error) {
-      if (error instanceof CorruptBlobError) return false;
-      throw error;
-    }
+    await pipeline(this.openRead(digest), new Sink());
     await this.writeRecord('intact', digest, signature);
     return true;
+  }
+
+  /**
+   * Records again the file signature of a blob checkIntact has just passed, after a hard link to
+   * it changed its ctime (not its bytes), so the next check does not rehash it.
+   */
+  async linkedAfterCheck(digest: Digest): Promise<void> {
+    const stats = await stat(this.blobPath(digest)).catch(() => undefined);
+    if (stats?.isFile()) await this.writeRecord('intact', digest, fileSignature(stats));
   }
 
   async size(digest: Digest): Promise<number> {

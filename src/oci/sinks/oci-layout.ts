@@ -32,7 +32,7 @@
  *   - any other existing DIR (a file, or a directory with other content) is refused untouched.
  *
  * Layers are streamed from the BlobSource into place; with `store` (the store the BlobSource
- * reads), a layer is instead hard-linked from the store after its digest is re-verified, when
+ * reads), a layer is instead hard-linked from the store once BlobStore.hasIntact holds, when
  * the layout is on the same file system. Store blobs are immutable (written once, renamed into
  * place, only ever removed), and nothing here opens a layout blob for writing, so a link never
  * lets anyone mutate the store through uvimage.
@@ -40,7 +40,6 @@
 import { createWriteStream } from 'node:fs';
 import { link, mkdir, readFile, readdir, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError, describeError } from '../../errors.js';
 import { digestHex, type Digest } from '../digest.js';
@@ -282,21 +281,25 @@ class BlobPlacer {
     await this.copy(blob.layer, path);
   }
 
-  /** Hard-links a layer from the store after re-hashing it; false when linking is not possible here. */
+  /** Hard-links a layer from the store once it is known intact; false when linking is not possible here. */
   private async tryLink(layer: Layer, path: string): Promise<boolean> {
     const store = this.store!;
+    const digest = layer.descriptor.digest;
     await this.source.ensureLayer(layer);
-    const [blobInfo, dirInfo] = await Promise.all([stat(store.blobPath(layer.descriptor.digest)), stat(dirname(path))]);
+    const [blobInfo, dirInfo] = await Promise.all([stat(store.blobPath(digest)), stat(dirname(path))]);
     if (blobInfo.dev !== dirInfo.dev) return false; // another file system: copy (and verify) instead
-    // A link copies no bytes, so nothing would notice a corrupt store blob: read it through the
-    // verifying stream first (CorruptBlobError, blob removed from the store, on a mismatch).
-    await pipeline(store.openRead(layer.descriptor.digest), new Writable({ write: (_chunk, _encoding, callback) => callback() }));
+    // A link copies no bytes, so nothing would notice a corrupt store blob: check it first
+    // (hashed in full unless hashed before and untouched since; CorruptBlobError, the blob
+    // removed from the store, on a mismatch).
+    if (!(await store.checkIntact(digest))) return false;
     try {
-      await link(store.blobPath(layer.descriptor.digest), path);
+      await link(store.blobPath(digest), path);
     } catch (error) {
       if (isErrno(error) && (error.code === 'EXDEV' || error.code === 'EPERM' || error.code === 'EMLINK' || error.code === 'ENOTSUP' || error.code === 'ENOENT')) return false;
       throw error;
     }
+    // The new link changed the file's ctime, not its bytes.
+    await store.linkedAfterCheck(digest);
     this.counts.linked++;
     this.onBytes(layer.descriptor.size);
     return true;
