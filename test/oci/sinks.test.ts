@@ -356,6 +356,64 @@ describe('--load (Docker Engine API)', () => {
     assert.equal((await check('docker', ['run', '--rm', '--network', 'host', ref])).trim(), HELLO);
   });
 
+  /** busybox (its /hello.txt saying `hello`) with a second layer holding /app.txt. */
+  async function twoLayerImage(hello: string, app: string): Promise<Artifact & { kind: 'image' }> {
+    const base = await writeLayer(store, await busyboxEntries({ hello }));
+    const bytes = Buffer.from(`${app}\n`, 'utf8');
+    const top = await writeLayer(store, [{ type: 'file', path: 'app.txt', mode: 0o644, size: bytes.length, open: () => bytes }]);
+    const layers: Layer[] = [base, top].map((written) => ({ descriptor: written.descriptor, diffId: written.diffId }));
+    const config = extendConfig({
+      platform: amd64,
+      added: layers.map((layer) => ({ layer, history: { created_by: 'uvimage test' } })),
+      changes: { Entrypoint: ['/bin/busybox'], Cmd: ['cat', '/app.txt'], Env: ['PATH=/bin'] },
+      created: '1970-01-01T00:00:00Z',
+    });
+    return { kind: 'image', image: assembleImage({ platform: amd64, config, layers }) };
+  }
+
+  test('a rebuild loaded under the same tag sends only the layers the engine lacks', async () => {
+    const ref = tag('rebuild');
+    const hello = `shared base ${runId}`;
+    const first = await twoLayerImage(hello, 'first build');
+    const loadedFirst = await new DockerDaemonSink().write(first, context([ref]));
+    assert.equal(loadedFirst.details?.layersSent, 2, 'a new tag: the whole image');
+    const baseSize = first.image.layers[0]!.descriptor.size;
+    assert.ok(loadedFirst.bytes! > baseSize);
+
+    const second = await twoLayerImage(hello, 'second build');
+    const loadedSecond = await new DockerDaemonSink().write(second, context([ref]));
+    assert.equal(loadedSecond.details?.layersTheEngineHeld, 1);
+    assert.equal(loadedSecond.details?.layersSent, 1);
+    assert.ok(loadedSecond.bytes! < baseSize, `sent ${loadedSecond.bytes} bytes, the base layer alone is ${baseSize}`);
+    assert.equal((await check('docker', ['image', 'inspect', '--format', '{{.Id}}', ref])).trim(), second.image.config.descriptor.digest);
+    assert.equal((await check('docker', ['run', '--rm', '--network', 'host', ref])).trim(), 'second build');
+    assert.equal((await check('docker', ['run', '--rm', '--network', 'host', '--entrypoint', '/bin/cat', ref, '/hello.txt'])).trim(), hello);
+
+    // The same image again: nothing but its config and manifest.json.
+    const again = await new DockerDaemonSink().write(second, context([ref]));
+    assert.equal(again.details?.layersSent, 0);
+    assert.ok(again.bytes! < 10_000, `${again.bytes} bytes`);
+  });
+
+  test('when the image that proved the layers is gone before the upload, the whole image is sent', async () => {
+    const ref = tag('stale');
+    // A base layer no other image has, so removing the tag removes the layer from the engine.
+    const hello = `stale base ${runId}`;
+    await new DockerDaemonSink().write(await twoLayerImage(hello, 'one'), context([ref]));
+    const next = await twoLayerImage(hello, 'two');
+    const heldAtUpload: number[] = [];
+    const loaded = await new DockerDaemonSink({
+      beforeUpload: async (held) => {
+        heldAtUpload.push(held);
+        await check('docker', ['image', 'rm', ref]);
+      },
+    }).write(next, context([ref]));
+    assert.deepEqual(heldAtUpload, [1], 'the engine held the base layer when asked');
+    assert.equal(loaded.details?.layersTheEngineHeld, 0);
+    assert.equal(loaded.details?.layersSent, 2);
+    assert.equal((await check('docker', ['run', '--rm', '--network', 'host', ref])).trim(), 'two');
+  });
+
   test('DOCKER_HOST=tcp://… reaches the engine over TCP', async () => {
     // The engine listens on its unix socket only; a small TCP forwarder stands in for a tcp:// engine.
     const forwarder = createServer((client) => {

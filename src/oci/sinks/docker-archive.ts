@@ -50,6 +50,12 @@ export interface DockerArchiveOptions {
   mtime?: number;
   /** Called with the size of each chunk as it is produced (for Progress.advance). */
   onBytes?: (bytes: number) => void;
+  /**
+   * How many of the image's first layers to leave out: they stay named in manifest.json, but
+   * their files are not written. Only for a reader known to hold those layers already (see
+   * DockerDaemonSink); such an archive is not loadable anywhere else. Default 0.
+   */
+  omitLayers?: number;
 }
 
 /** The archive's manifest.json entry for one image. */
@@ -88,10 +94,10 @@ export async function* dockerArchiveChunks(image: Image, blobs: BlobSource, opti
   const header = (path: string, size: number): Buffer =>
     emit(encodeHeaders({ path, type: 'file', mode: 0o644, uid: 0, gid: 0, size }, mtime));
 
-  const written = new Set<string>();
+  const written = new Set<string>(names.layers.slice(0, options.omitLayers ?? 0));
   for (const [index, layer] of image.layers.entries()) {
     const name = names.layers[index]!;
-    if (written.has(name)) continue; // the same layer twice in one image: one member, named twice in Layers
+    if (written.has(name)) continue; // the same layer twice in one image (one member, named twice in Layers), or omitted
     written.add(name);
     if (layer.descriptor.mediaType === MediaType.dockerForeignLayerGzip) {
       throw new UserError(`layer ${layer.descriptor.digest} is a foreign (Windows) layer, which a docker-archive cannot carry`);

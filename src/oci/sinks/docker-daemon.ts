@@ -14,6 +14,10 @@
  * the archive is produced while it is sent and never held. If reading a blob fails mid-way the
  * request is destroyed, so the engine sees a truncated body and loads nothing. The engine's
  * answer is a stream of JSON messages; an error message in it becomes a UserError.
+ *
+ * Layers the engine already holds are not sent again where that can be known for sure (Docker's
+ * own image store, an image under one of our tags sharing our first layers: see
+ * layersTheEngineHolds), so loading a rebuild sends its changed layers, not the whole image.
  */
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
@@ -21,10 +25,10 @@ import { request as httpsRequest } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UserError, describeError } from '../../errors.js';
-import type { Artifact } from '../image.js';
+import type { Artifact, Image } from '../image.js';
 import { formatPlatform, hostPlatform, type Platform } from '../platform.js';
 import type { Sink, SinkContext, SinkResult } from '../sink.js';
-import { parseSinkTags, selectImage } from './common.js';
+import { parseSinkTags, selectImage, type SinkTag } from './common.js';
 import { isArchiveSourceError, writeDockerArchive } from './docker-archive.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
@@ -129,23 +133,27 @@ export interface DockerEngineVersion {
   ApiVersion?: string;
   Os?: string;
   Arch?: string;
+  Components?: { Name?: string }[];
+}
+
+/** A GET of the Engine API: the status and body, or the connection failure (as noEngine). */
+async function engineGet(endpoint: DockerEndpoint, path: string, timeoutMs = 20_000): Promise<{ status: number; body: string }> {
+  const request = startRequest(endpoint, 'GET', path);
+  request.setTimeout(timeoutMs, () => request.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)));
+  request.end();
+  try {
+    const response = await responseOf(request);
+    return { status: response.statusCode ?? 0, body: await readBody(response) };
+  } catch (error) {
+    throw noEngine(endpoint, error);
+  }
 }
 
 /** GET /version: proves an engine answers, and says its platform. */
 export async function dockerEngineVersion(endpoint: DockerEndpoint, timeoutMs = 20_000): Promise<DockerEngineVersion> {
-  const request = startRequest(endpoint, 'GET', '/version');
-  request.setTimeout(timeoutMs, () => request.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)));
-  request.end();
-  let response: IncomingMessage;
-  let body: string;
-  try {
-    response = await responseOf(request);
-    body = await readBody(response);
-  } catch (error) {
-    throw noEngine(endpoint, error);
-  }
-  if (response.statusCode !== 200) {
-    throw new UserError(`the Docker engine at ${endpoint.display} answered GET /version with HTTP ${response.statusCode}: ${errorMessage(body)}`);
+  const { status, body } = await engineGet(endpoint, '/version', timeoutMs);
+  if (status !== 200) {
+    throw new UserError(`the Docker engine at ${endpoint.display} answered GET /version with HTTP ${status}: ${errorMessage(body)}`);
   }
   try {
     return JSON.parse(body) as DockerEngineVersion;
@@ -153,6 +161,44 @@ export async function dockerEngineVersion(endpoint: DockerEndpoint, timeoutMs = 
     throw new UserError(`${endpoint.display} answered GET /version with something that is not JSON; is it a Docker engine?`);
   }
 }
+
+/**
+ * How many of the image's first layers the engine surely holds, so that the upload can leave
+ * their files out (they stay named in manifest.json). Docker's graphdriver image store (moby's
+ * image/tarexport load) looks each layer up by its chain ID — the digest of the diff_ids up to
+ * it — and opens the layer's file only when that chain is missing. An image that one of our tags
+ * names now, whose first N diff_ids are ours, proves the first N chains are there: the usual
+ * case of a rebuild loaded under the same tag, which then sends the changed layers instead of
+ * the whole image. The containerd image store and Podman read every file, so they get all of
+ * them (0). Any doubt is 0: this only ever saves bytes, never decides what is loaded.
+ */
+export async function layersTheEngineHolds(endpoint: DockerEndpoint, version: DockerEngineVersion, image: Image, tags: readonly SinkTag[]): Promise<number> {
+  if (tags.length === 0 || version.Components?.some((component) => /podman/i.test(component.Name ?? ''))) return 0;
+  const json = async (path: string): Promise<unknown> => {
+    const answer = await engineGet(endpoint, path).catch(() => undefined);
+    if (answer?.status !== 200) return undefined;
+    try {
+      return JSON.parse(answer.body) as unknown;
+    } catch {
+      return undefined;
+    }
+  };
+  const info = (await json('/info')) as { Driver?: unknown; DriverStatus?: unknown } | undefined;
+  if (!info || typeof info.Driver !== 'string' || JSON.stringify(info.DriverStatus ?? []).includes('containerd.snapshotter')) return 0;
+  let held = 0;
+  for (const tag of tags) {
+    const present = (await json(`/images/${encodeURIComponent(tag.canonical)}/json`)) as { RootFS?: { Layers?: unknown } } | undefined;
+    const layers = present?.RootFS?.Layers;
+    if (!Array.isArray(layers)) continue;
+    let shared = 0;
+    while (shared < layers.length && shared < image.layers.length && layers[shared] === image.layers[shared]!.diffId) shared++;
+    held = Math.max(held, shared);
+  }
+  return held;
+}
+
+/** The engine answered the upload with a refusal (as opposed to the connection or our blobs failing). */
+class EngineRefusedLoad extends UserError {}
 
 /** Splits a stream of concatenated JSON values (newline-separated or not) into values. */
 export function parseJsonStream(text: string): unknown[] {
@@ -196,6 +242,76 @@ export interface DockerDaemonSinkOptions {
   platform?: Platform;
   /** Environment to read DOCKER_HOST etc. from; default process.env. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Called once the engine was asked which layers it holds, before the upload, with that count
+   * (tests change the engine in between to prove the whole image is sent when that went stale).
+   */
+  beforeUpload?: (layersHeld: number) => Promise<void>;
+}
+
+/**
+ * POST /images/load of the image's docker-archive, the first `omitLayers` layer files left out.
+ * A refusal in the engine's answer is an EngineRefusedLoad.
+ */
+async function uploadArchive(
+  endpoint: DockerEndpoint,
+  image: Image,
+  context: SinkContext,
+  repoTags: string[],
+  omitLayers: number,
+): Promise<{ bytes: number; messages: JsonMessage[] }> {
+  // Layers of a pulled base that are not cached yet are fetched before the upload starts, so
+  // the engine's connection never idles through a download (or fails half-way through one).
+  await Promise.all(image.layers.slice(omitLayers).map((layer) => context.blobs.ensureLayer(layer)));
+  const total = image.layers.slice(omitLayers).reduce((sum, layer) => sum + layer.descriptor.size, 0) + image.config.bytes.length;
+  const id = `load:${endpoint.display}`;
+  context.progress.start(id, `loading into the Docker engine at ${endpoint.display}${omitLayers > 0 ? ` (${omitLayers} of ${image.layers.length} layers already there)` : ''}`, total);
+  const request = startRequest(endpoint, 'POST', '/images/load?quiet=1', { 'Content-Type': 'application/x-tar' });
+  const response = responseOf(request);
+  response.catch(() => {}); // observed below; a failed upload must not leave it unhandled
+  let bytes = 0;
+  let messages: JsonMessage[];
+  try {
+    try {
+      bytes = await writeDockerArchive(request, image, context.blobs, {
+        repoTags,
+        omitLayers,
+        onBytes: (count) => context.progress.advance(id, count),
+      });
+    } catch (error) {
+      // A connection failure during the upload may come with an answer that says why.
+      if (isArchiveSourceError(error)) throw error;
+      const answer = await Promise.race([response, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 2000).unref())]).catch(() => undefined);
+      if (!answer) throw new UserError(`the Docker engine at ${endpoint.display} closed the connection during the upload: ${describeError(error)}`);
+    }
+    let answer: IncomingMessage;
+    let body: string;
+    try {
+      answer = await response;
+      body = await readBody(answer);
+    } catch (error) {
+      throw new UserError(`the Docker engine at ${endpoint.display} did not answer the image load: ${describeError(error)}`);
+    }
+    if (answer.statusCode !== 200) {
+      throw new EngineRefusedLoad(`the Docker engine at ${endpoint.display} refused the image (HTTP ${answer.statusCode}): ${oneLine(errorMessage(body))}`);
+    }
+    try {
+      messages = parseJsonStream(body) as JsonMessage[];
+    } catch {
+      throw new UserError(`the Docker engine at ${endpoint.display} answered the image load with malformed JSON: ${body.slice(0, 200)}`);
+    }
+    const failure = messages.find((message) => message.error !== undefined || message.errorDetail !== undefined);
+    if (failure) {
+      const text = failure.errorDetail?.message ?? failure.error ?? 'unknown error';
+      throw new EngineRefusedLoad(`the Docker engine at ${endpoint.display} could not load the image: ${oneLine(text)}`);
+    }
+  } catch (error) {
+    request.destroy();
+    context.progress.finish(id, 'failed');
+    throw error;
+  }
+  context.progress.finish(id);
+  return { bytes, messages };
 }
 
 /** `--load`. */
@@ -213,58 +329,20 @@ export class DockerDaemonSink implements Sink {
       version.Os && version.Arch ? { os: version.Os, architecture: version.Arch } : hostPlatform();
     const image = selectImage(artifact, this.options.platform, enginePlatform, sink);
 
-    // Layers of a pulled base that are not cached yet are fetched before the upload starts, so
-    // the engine's connection never idles through a download (or fails half-way through one).
-    await Promise.all(image.layers.map((layer) => context.blobs.ensureLayer(layer)));
-
-    const total = image.layers.reduce((sum, layer) => sum + layer.descriptor.size, 0) + image.config.bytes.length;
-    const id = `load:${endpoint.display}`;
-    context.progress.start(id, `loading into the Docker engine at ${endpoint.display}`, total);
-    const request = startRequest(endpoint, 'POST', '/images/load?quiet=1', { 'Content-Type': 'application/x-tar' });
-    const response = responseOf(request);
-    response.catch(() => {}); // observed below; a failed upload must not leave it unhandled
-    let bytes = 0;
-    let messages: JsonMessage[];
+    const repoTags = tags.map((tag) => tag.canonical);
+    let held = await layersTheEngineHolds(endpoint, version, image, tags);
+    await this.options.beforeUpload?.(held);
+    let upload: { bytes: number; messages: JsonMessage[] };
     try {
-      try {
-        bytes = await writeDockerArchive(request, image, context.blobs, {
-          repoTags: tags.map((tag) => tag.canonical),
-          onBytes: (count) => context.progress.advance(id, count),
-        });
-      } catch (error) {
-        // A connection failure during the upload may come with an answer that says why.
-        if (isArchiveSourceError(error)) throw error;
-        const answer = await Promise.race([response, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 2000).unref())]).catch(() => undefined);
-        if (!answer) throw new UserError(`the Docker engine at ${endpoint.display} closed the connection during the upload: ${describeError(error)}`);
-      }
-      let answer: IncomingMessage;
-      let body: string;
-      try {
-        answer = await response;
-        body = await readBody(answer);
-      } catch (error) {
-        throw new UserError(`the Docker engine at ${endpoint.display} did not answer the image load: ${describeError(error)}`);
-      }
-      if (answer.statusCode !== 200) {
-        throw new UserError(`the Docker engine at ${endpoint.display} refused the image (HTTP ${answer.statusCode}): ${oneLine(errorMessage(body))}`);
-      }
-      try {
-        messages = parseJsonStream(body) as JsonMessage[];
-      } catch {
-        throw new UserError(`the Docker engine at ${endpoint.display} answered the image load with malformed JSON: ${body.slice(0, 200)}`);
-      }
-      const failure = messages.find((message) => message.error !== undefined || message.errorDetail !== undefined);
-      if (failure) {
-        const text = failure.errorDetail?.message ?? failure.error ?? 'unknown error';
-        throw new UserError(`the Docker engine at ${endpoint.display} could not load the image: ${oneLine(text)}`);
-      }
+      upload = await uploadArchive(endpoint, image, context, repoTags, held);
     } catch (error) {
-      request.destroy();
-      context.progress.finish(id, 'failed');
-      throw error;
+      if (held === 0 || !(error instanceof EngineRefusedLoad)) throw error;
+      // The image that proved those layers was removed in the meantime, and its layers with it.
+      context.progress.info(`the Docker engine no longer holds the first ${held} layers (${error.message}); sending the whole image`);
+      held = 0;
+      upload = await uploadArchive(endpoint, image, context, repoTags, 0);
     }
-    context.progress.finish(id);
-
+    const { bytes, messages } = upload;
     const said = messages.map((message) => (message.stream ?? message.status ?? '').trim()).filter((line) => line !== '');
     const loaded = said.filter((line) => line.startsWith('Loaded image: ')).map((line) => line.slice('Loaded image: '.length));
     return {
@@ -275,6 +353,8 @@ export class DockerDaemonSink implements Sink {
       details: {
         engine: endpoint.display,
         engineVersion: version.Version,
+        layersSent: image.layers.length - held,
+        layersTheEngineHeld: held,
         imageId: image.config.descriptor.digest,
         platform: formatPlatform(image.platform),
         messages: said,
