@@ -371,7 +371,7 @@ describe('--load (Docker Engine API)', () => {
     return { kind: 'image', image: assembleImage({ platform: amd64, config, layers }) };
   }
 
-  test('a rebuild loaded under the same tag sends only the layers the engine lacks', async () => {
+  test('a rebuild loaded into the same repository sends only the layers the engine lacks', async () => {
     const ref = tag('rebuild');
     const hello = `shared base ${runId}`;
     const first = await twoLayerImage(hello, 'first build');
@@ -393,6 +393,14 @@ describe('--load (Docker Engine API)', () => {
     const again = await new DockerDaemonSink().write(second, context([ref]));
     assert.equal(again.details?.layersSent, 0);
     assert.ok(again.bytes! < 10_000, `${again.bytes} bytes`);
+
+    // A rebuild under a new tag of the same repository (tagged by commit, say) is judged by the
+    // images already there under other tags.
+    const nextRef = tag('rebuild-next');
+    const third = await twoLayerImage(hello, 'third build');
+    const loadedThird = await new DockerDaemonSink().write(third, context([nextRef]));
+    assert.equal(loadedThird.details?.layersSent, 1);
+    assert.equal((await check('docker', ['run', '--rm', '--network', 'host', nextRef])).trim(), 'third build');
   });
 
   test('when the image that proved the layers is gone before the upload, the whole image is sent', async () => {

@@ -166,11 +166,12 @@ export async function dockerEngineVersion(endpoint: DockerEndpoint, timeoutMs = 
  * How many of the image's first layers the engine surely holds, so that the upload can leave
  * their files out (they stay named in manifest.json). Docker's graphdriver image store (moby's
  * image/tarexport load) looks each layer up by its chain ID — the digest of the diff_ids up to
- * it — and opens the layer's file only when that chain is missing. An image that one of our tags
- * names now, whose first N diff_ids are ours, proves the first N chains are there: the usual
- * case of a rebuild loaded under the same tag, which then sends the changed layers instead of
- * the whole image. The containerd image store and Podman read every file, so they get all of
- * them (0). Any doubt is 0: this only ever saves bytes, never decides what is loaded.
+ * it — and opens the layer's file only when that chain is missing. An image in the engine whose
+ * first N diff_ids are ours proves the first N chains are there. The images asked about are
+ * those of our tags' repositories (any tag: a rebuild is often tagged anew, by commit), at most
+ * `maxImagesAsked` of them; a rebuild then sends its changed layers instead of the whole image.
+ * The containerd image store and Podman read every file, so they get all of them (0). Any doubt
+ * is 0: this only ever saves bytes, never decides what is loaded.
  */
 export async function layersTheEngineHolds(endpoint: DockerEndpoint, version: DockerEngineVersion, image: Image, tags: readonly SinkTag[]): Promise<number> {
   if (tags.length === 0 || version.Components?.some((component) => /podman/i.test(component.Name ?? ''))) return 0;
@@ -185,9 +186,18 @@ export async function layersTheEngineHolds(endpoint: DockerEndpoint, version: Do
   };
   const info = (await json('/info')) as { Driver?: unknown; DriverStatus?: unknown } | undefined;
   if (!info || typeof info.Driver !== 'string' || JSON.stringify(info.DriverStatus ?? []).includes('containerd.snapshotter')) return 0;
+  const repositories = [...new Set(tags.map((tag) => tag.familiar.slice(0, tag.familiar.lastIndexOf(':'))))];
+  const ids = new Set<string>();
+  for (const repository of repositories) {
+    const filters = encodeURIComponent(JSON.stringify({ reference: [repository] }));
+    const listed = await json(`/images/json?filters=${filters}`);
+    if (!Array.isArray(listed)) continue;
+    for (const entry of listed as { Id?: unknown }[]) if (typeof entry.Id === 'string' && ids.size < maxImagesAsked) ids.add(entry.Id);
+  }
   let held = 0;
-  for (const tag of tags) {
-    const present = (await json(`/images/${encodeURIComponent(tag.canonical)}/json`)) as { RootFS?: { Layers?: unknown } } | undefined;
+  for (const id of ids) {
+    if (held === image.layers.length) break;
+    const present = (await json(`/images/${encodeURIComponent(id)}/json`)) as { RootFS?: { Layers?: unknown } } | undefined;
     const layers = present?.RootFS?.Layers;
     if (!Array.isArray(layers)) continue;
     let shared = 0;
@@ -196,6 +206,9 @@ export async function layersTheEngineHolds(endpoint: DockerEndpoint, version: Do
   }
   return held;
 }
+
+/** How many images of our repositories layersTheEngineHolds inspects at most (one request each). */
+const maxImagesAsked = 16;
 
 /** The engine answered the upload with a refusal (as opposed to the connection or our blobs failing). */
 class EngineRefusedLoad extends UserError {}
