@@ -2,12 +2,19 @@
  * `uvimage build` end to end (issue 5): the recipe's example (examples/fastapi-hello) built by the
  * CLI, loaded into a real Docker engine, run the way the recipe says (`--read-only --user 65532`)
  * and asked over HTTP; amd64 with the python-build-standalone runtime (the default) and with
- * Debian's CPython, and the arm64 image of a two-platform build under qemu-user.
+ * Debian's CPython, and the arm64 images of two-platform builds under qemu-user, with either
+ * runtime.
  *
- * The standalone runtime is the stand-in made from pyenv's CPython 3.12.1
- * (test/harness/standalone-python.ts): python-build-standalone's home is unreachable here. It
- * exists for x86_64 only, so the arm64 run uses `--runtime debian` (Debian trixie's arm64
- * python3.13 from the real archive).
+ * python-build-standalone's home (GitHub) is unreachable here, so the standalone runtime comes
+ * from stand-ins in its layout, served as a mirror (UVIMAGE_PYTHON_MIRROR) with uv-format
+ * metadata (UVIMAGE_PYTHON_DOWNLOADS_JSON), through the same download, verification and trimming
+ * code as the real archives:
+ *   - CPython 3.12.1 made from pyenv's build on this machine (test/harness/standalone-python.ts),
+ *     x86_64 only;
+ *   - CPython 3.13 made from Debian trixie's python3.13 .debs for x86_64 and aarch64
+ *     (test/harness/debian-standalone-python.ts), so one two-platform build has the same Python on
+ *     both and its arm64 image runs under qemu.
+ * Debian's own runtime (`--runtime debian`) is trixie's python3.13 from the real archive.
  *
  * Builds use the persistent test store, so a rerun downloads nothing.
  * Needs: a Docker engine (scripts/start-dockerd); for arm64 the qemu-aarch64 binfmt entry with
@@ -17,6 +24,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createGunzip } from 'node:zlib';
 import { after, before, test } from 'node:test';
 import { check, dockerRemoveImages, requireDocker, run } from '../harness/docker.js';
 import {
@@ -33,16 +41,23 @@ import {
 } from '../harness/project-build.js';
 import { freePort, startRegistry, type TestRegistry } from '../harness/registry.js';
 import { standaloneMirror, type StandaloneMirror } from '../harness/standalone-python.js';
+import { debianStandaloneMirror } from '../harness/debian-standalone-python.js';
+import { BlobStore } from '../../src/oci/store.js';
+import { readTar } from '../../src/oci/tar-reader.js';
 
 const images = {
   standalone: 'uvimage-e2e/fastapi-hello:standalone',
   debian: 'uvimage-e2e/fastapi-hello:debian',
   debianArm64: 'uvimage-e2e/fastapi-hello:debian-arm64',
+  standalone313: 'uvimage-e2e/fastapi-hello:standalone-3.13',
+  standalone313Arm64: 'uvimage-e2e/fastapi-hello:standalone-3.13-arm64',
 };
 const hello = { message: 'Hello world' };
 
 let registry: TestRegistry;
 let mirror: StandaloneMirror;
+/** The Debian-made stand-in: the same CPython 3.13 for x86_64 and aarch64. */
+let mirror313: StandaloneMirror;
 let work: string;
 const containers: string[] = [];
 
@@ -50,6 +65,7 @@ before(async () => {
   requireDocker();
   registry = await startRegistry();
   mirror = await standaloneMirror('3.12.1');
+  mirror313 = await debianStandaloneMirror();
   work = await mkdtemp(join(tmpdir(), 'uvimage-build-e2e-'));
 });
 
@@ -179,4 +195,91 @@ test('the arm64 image of the same build runs under qemu-user and says hello', as
   // the bytecode of the same build was checked on amd64 (the arm64 layers are compiled the same way).
   const waited = await assertServesHello(images.debianArm64, '3.13', { platform: 'linux/arm64', timeoutMs: 180_000, writableRun: false });
   console.log(`debian arm64 under qemu: reload ${loaded.seconds.toFixed(1)} s, first answer after ${waited.readOnlyMs} ms`);
+});
+
+/**
+ * Every ELF file under /python in an image is of `machine` (62 x86-64, 183 aarch64). Only the
+ * runtime layer puts anything there (base and venv layers do not), so only it is read.
+ */
+async function assertRuntimeMachine(report: BuildJson['platforms'][number], machine: 62 | 183): Promise<void> {
+  const store = await BlobStore.open(sharedCliCache());
+  const runtime = report.layers.find((layer) => layer.role === 'runtime')!;
+  const machines = new Map<string, number>();
+  const tar = store.openRead(runtime.digest).pipe(createGunzip());
+  for await (const member of readTar(tar, { what: `runtime layer ${runtime.digest}`, collect: (m) => m.type === 'file', maxCollect: 64 * 1024 * 1024 })) {
+    const content = member.content;
+    assert.ok(member.name.startsWith('python/'), `${member.name} in the runtime layer`);
+    if (content && content.length >= 20 && content.readUInt32BE(0) === 0x7f454c46) machines.set(member.name, content.readUInt16LE(18));
+  }
+  // The interpreter, the bundled libraries and the extension modules a trimmed runtime keeps.
+  assert.ok(machines.has('python/bin/python3.13') && machines.has('python/lib/libssl.so.3'), [...machines.keys()].join('\n'));
+  assert.ok(machines.size > 30, `${machines.size} ELF files under /python`);
+  for (const [path, found] of machines) assert.equal(found, machine, `${report.platform}: ${path} is e_machine ${found}, not ${machine}`);
+}
+
+let standalone313Build: BuildJson | undefined;
+
+test('python-build-standalone 3.13 for amd64 and arm64 in one build: the amd64 image loaded, runs read-only as 65532, says hello, writes no bytecode', async () => {
+  // The example's .python-version says 3.12; the stand-in for both architectures is 3.13.
+  const built = await buildOk(
+    ['build', fastapiHello, '--python', '3.13', '--platform', 'linux/amd64,linux/arm64', '-t', images.standalone313, '--load', '--cache-dir', sharedCliCache()],
+    standaloneEnv(mirror313),
+  );
+  standalone313Build = built;
+  assert.equal(built.mediaType, 'application/vnd.oci.image.index.v1+json');
+  assert.deepEqual(built.platforms.map((report) => [report.platform, report.runtime, report.python]), [
+    ['linux/amd64', 'standalone', mirror313.version],
+    ['linux/arm64', 'standalone', mirror313.version],
+  ]);
+  for (const report of built.platforms) {
+    assert.deepEqual(report.layers.map((layer) => layer.role), ['base: libc', 'base: base', 'runtime', 'dependencies', 'project']);
+  }
+  // Each platform has its own runtime layer (one archive per architecture).
+  const [amd64Runtime, arm64Runtime] = built.platforms.map((report) => report.layers.find((layer) => layer.role === 'runtime')!.digest);
+  assert.notEqual(amd64Runtime, arm64Runtime);
+  const elfStarted = Date.now();
+  await assertRuntimeMachine(built.platforms[0]!, 62);
+  await assertRuntimeMachine(built.platforms[1]!, 183);
+  const elfSeconds = (Date.now() - elfStarted) / 1000;
+
+  await assertImageConfig(images.standalone313, 'amd64', '3.13');
+  const runStarted = Date.now();
+  const waited = await assertServesHello(images.standalone313, '3.13', { timeoutMs: 60_000 });
+  console.log(
+    `standalone 3.13 amd64+arm64: build ${built.seconds.toFixed(1)} s, ELF check ${elfSeconds.toFixed(1)} s, amd64 first answer after ${waited.readOnlyMs} ms (both runs ${((Date.now() - runStarted) / 1000).toFixed(1)} s)`,
+  );
+});
+
+test('the arm64 image of that build (python-build-standalone runtime) runs under qemu-user and says hello', async () => {
+  assert.ok(standalone313Build, 'needs the two-platform build above');
+  const binfmt = await run('cat', ['/proc/sys/fs/binfmt_misc/qemu-aarch64']);
+  assert.match(binfmt.stdout, /flags: .*F/, 'qemu-aarch64 must be registered with flag F (scripts/enable-binfmt)');
+  const loaded = await buildOk(
+    ['build', fastapiHello, '--python', '3.13', '--platform', 'linux/amd64,linux/arm64', '-t', images.standalone313Arm64, '--load', '--load-platform', 'linux/arm64', '--cache-dir', sharedCliCache()],
+    standaloneEnv(mirror313),
+  );
+  assert.equal(loaded.digest, standalone313Build.digest, 'same inputs, same index');
+  const arm64 = standalone313Build.images.find((image) => /^linux\/arm64/.test(image.platform))!;
+  assert.equal(loaded.outputs[0]!.digest, arm64.digest);
+  await assertImageConfig(images.standalone313Arm64, 'arm64', '3.13');
+  // The venv's interpreter is the relocated aarch64 CPython at /python, run through qemu: it finds
+  // its prefix from its own location and its libraries through $ORIGIN.
+  const probe = await check('docker', [
+    'run', '--rm', '--platform', 'linux/arm64', '--network', 'host', '--read-only', '--user', '65532', '--entrypoint', '/app/.venv/bin/python', images.standalone313Arm64,
+    '-c', 'import platform, sys, ssl, sqlite3, ctypes, lzma, bz2, zoneinfo, decimal; print(platform.machine(), sys.base_prefix, sys.prefix, platform.python_version())',
+  ]);
+  assert.equal(probe.trim(), `aarch64 /python /app/.venv ${mirror313.version}`);
+  // The stdlib pycs of the arm64 archive are valid for its sources in the image (timestamp pycs,
+  // their mtime field rewritten to the layer's): root on a writable root writes no __pycache__.
+  // (The whole app's start is checked so on amd64; under qemu a second app start costs ~40 s.)
+  const writable = await startContainer(images.standalone313Arm64, ['--platform', 'linux/arm64', '--user', '0', '--entrypoint', '/app/.venv/bin/python'], [
+    '-c', 'import asyncio, bz2, ctypes, decimal, email.message, http.client, json, lzma, sqlite3, ssl, zoneinfo',
+  ]);
+  containers.push(writable);
+  assert.equal((await check('docker', ['wait', writable])).trim(), '0', (await run('docker', ['logs', writable])).stderr);
+  const diff = (await check('docker', ['diff', writable])).trim().split('\n').filter(Boolean);
+  assert.deepEqual(diff.filter((line) => /__pycache__|\.pyc$/.test(line)), [], `the arm64 runtime wrote bytecode:\n${diff.join('\n')}`);
+  await removeContainers([writable]);
+  const waited = await assertServesHello(images.standalone313Arm64, '3.13', { platform: 'linux/arm64', timeoutMs: 180_000, writableRun: false });
+  console.log(`standalone 3.13 arm64 under qemu: reload ${loaded.seconds.toFixed(1)} s, first answer after ${waited.readOnlyMs} ms`);
 });
