@@ -16,7 +16,7 @@
  * answer is a stream of JSON messages; an error message in it becomes a UserError.
  *
  * Layers the engine already holds are not sent again where that can be known for sure (Docker's
- * own image store, an image under one of our tags sharing our first layers: see
+ * own image store, an image of our repositories sharing our first layers: see
  * layersTheEngineHolds), so loading a rebuild sends its changed layers, not the whole image.
  */
 import { readFileSync } from 'node:fs';
