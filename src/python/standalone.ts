@@ -40,7 +40,7 @@ export interface StandaloneDownload {
 }
 
 /** uv's download-metadata.json entry, as far as uvimage reads it. */
-interface UvDownloadMetadata {
+export interface UvDownloadMetadata {
   name: string;
   arch: { family: string; variant: string | null };
   os: string;

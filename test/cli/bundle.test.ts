@@ -6,33 +6,20 @@
  * found for Packages.xz.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { uvimage, type CliResult } from '../harness/cli.js';
+import { runCommand, uvimage } from '../harness/cli.js';
 import { fastapiHello, sharedCliCache } from '../harness/project-build.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 let work: string;
 let bin: string;
 
-function run(command: string, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, SOURCE_DATE_EPOCH: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 async function ok(command: string, args: string[]): Promise<string> {
-  const result = await run(command, args);
+  const result = await runCommand(command, args);
   assert.equal(result.code, 0, `${command} ${args.join(' ')}: ${result.stderr}`);
   return result.stdout;
 }

@@ -16,8 +16,13 @@ export interface CliResult {
 
 /** Runs `uvimage ARGS` to completion; `input` is written to its standard input. */
 export function uvimage(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
+  return runCommand(process.execPath, ['--import', 'tsx', cli, ...args], env, input);
+}
+
+/** Runs a command as uvimage() runs the CLI: the same environment rules, its output collected. */
+export function runCommand(command: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
+    const child = spawn(command, args, {
       env: { ...process.env, SOURCE_DATE_EPOCH: '', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

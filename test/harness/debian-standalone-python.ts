@@ -45,6 +45,7 @@ import { resolvePackages } from '../../src/debian/resolver.js';
 import { runtimeExcludes } from '../../src/debian/runtime.js';
 import type { BlobStore } from '../../src/oci/store.js';
 import { openPycCompiler } from '../../src/python/bytecode.js';
+import type { UvDownloadMetadata } from '../../src/python/standalone.js';
 import { sharedTestStore, testCacheDir } from './cache.js';
 import type { StandaloneMirror } from './standalone-python.js';
 
@@ -71,21 +72,6 @@ export interface DebianStandaloneAsset {
   bundled: string[];
 }
 
-interface MetadataEntry {
-  name: string;
-  arch: { family: string; variant: null };
-  os: string;
-  libc: string;
-  major: number;
-  minor: number;
-  patch: number;
-  prerelease: string;
-  url: string;
-  sha256: string;
-  variant: null;
-  build: string;
-}
-
 /**
  * The stand-ins for amd64 and arm64 (made on first use, then reused from the test cache), one
  * CPython version on both, served as a mirror like the pyenv stand-in.
@@ -106,7 +92,7 @@ export async function debianStandaloneMirror(): Promise<StandaloneMirror & { ass
   if (new Set(assets.map((asset) => asset.version)).size !== 1) {
     throw new Error(`Debian ${suite}'s python${minor} differs between architectures: ${assets.map((asset) => `${asset.arch} ${asset.debianVersion}`).join(', ')}`);
   }
-  const metadata: Record<string, MetadataEntry> = {};
+  const metadata: Record<string, UvDownloadMetadata> = {};
   for (const asset of assets) {
     const [major, minorNumber, patch] = asset.version.split('.').map(Number);
     metadata[`cpython-${asset.version}-linux-${asset.arch}-gnu`] = {
