@@ -14,6 +14,8 @@
  *   - CPython 3.13 made from Debian trixie's python3.13 .debs for x86_64 and aarch64
  *     (test/harness/debian-standalone-python.ts), so one two-platform build has the same Python on
  *     both and its arm64 image runs under qemu.
+ * Where python-build-standalone's release URL answers, the amd64 standalone test downloads the
+ * real archive (uvimage's pinned table, no mirror) instead of the 3.12.1 stand-in.
  * Debian's own runtime (`--runtime debian`) is trixie's python3.13 from the real archive.
  *
  * Builds use the persistent test store, so a rerun downloads nothing.
@@ -40,7 +42,7 @@ import {
   type BuildJson,
 } from '../harness/project-build.js';
 import { freePort, startRegistry, type TestRegistry } from '../harness/registry.js';
-import { standaloneMirror, type StandaloneMirror } from '../harness/standalone-python.js';
+import { reachableRealStandalone, standaloneMirror, type StandaloneMirror } from '../harness/standalone-python.js';
 import { debianStandaloneMirror } from '../harness/debian-standalone-python.js';
 import { BlobStore } from '../../src/oci/store.js';
 import { readTar } from '../../src/oci/tar-reader.js';
@@ -131,16 +133,19 @@ async function assertServesHello(
 }
 
 test('amd64 with the python-build-standalone runtime: loaded, runs read-only as 65532, says hello, writes no bytecode', async () => {
-  const built = await buildOk(['build', fastapiHello, '--platform', 'linux/amd64', '-t', images.standalone, '--load', '--cache-dir', sharedCliCache()], standaloneEnv(mirror));
+  // The real release where its home answers (uvimage's pinned table, no mirror); else the stand-in.
+  const real = await reachableRealStandalone('3.12');
+  const runtime = real ? { env: {}, version: real.version, what: `the real ${real.asset}` } : { env: standaloneEnv(mirror), version: mirror.version, what: 'the stand-in (GitHub unreachable)' };
+  const built = await buildOk(['build', fastapiHello, '--platform', 'linux/amd64', '-t', images.standalone, '--load', '--cache-dir', sharedCliCache()], runtime.env);
   assert.equal(built.mediaType, 'application/vnd.oci.image.manifest.v1+json');
   const [report] = built.platforms;
   assert.equal(report!.runtime, 'standalone');
-  assert.equal(report!.python, '3.12.1');
+  assert.equal(report!.python, runtime.version);
   assert.deepEqual(report!.layers.map((layer) => layer.role), ['base: libc', 'base: base', 'runtime', 'dependencies', 'project']);
   assert.deepEqual(built.outputs.map((output) => output.sink), ['load']);
   await assertImageConfig(images.standalone, 'amd64', '3.12');
   const waited = await assertServesHello(images.standalone, '3.12', { timeoutMs: 60_000 });
-  console.log(`standalone amd64: build ${built.seconds.toFixed(1)} s, first answer after ${waited.readOnlyMs} ms`);
+  console.log(`standalone amd64 (${runtime.what}): build ${built.seconds.toFixed(1)} s, first answer after ${waited.readOnlyMs} ms`);
 });
 
 let debianBuild: BuildJson | undefined;

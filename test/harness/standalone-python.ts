@@ -11,6 +11,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chooseStandaloneDownload, loadStandaloneDownloads, standaloneUrl, type StandaloneDownload } from '../../src/python/standalone.js';
 import { testCacheDir } from './cache.js';
 
 const script = fileURLToPath(new URL('../../scripts/make-standalone-python', import.meta.url));
@@ -34,6 +35,19 @@ export async function standaloneMirror(version = '3.12.1'): Promise<StandaloneMi
   }
   JSON.parse(await readFile(metadataPath, 'utf8'));
   return { dir, metadataPath, version };
+}
+
+/**
+ * python-build-standalone's real release of the newest `minor` (x86_64) in uvimage's pinned
+ * table, when its release URL answers within a few seconds; undefined where GitHub is out of
+ * reach (as on the machines this project is developed on), and the stand-in serves instead.
+ */
+export async function reachableRealStandalone(minor: string): Promise<StandaloneDownload | undefined> {
+  const pinned: NodeJS.ProcessEnv = {};
+  const { downloads, source } = await loadStandaloneDownloads(pinned);
+  const download = chooseStandaloneDownload(downloads, 'x86_64', { version: minor, source });
+  const answer = await fetch(standaloneUrl(download, pinned), { method: 'HEAD', signal: AbortSignal.timeout(5000) }).catch(() => undefined);
+  return answer?.ok ? download : undefined;
 }
 
 export interface StaticServer {
