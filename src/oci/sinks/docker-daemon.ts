@@ -188,23 +188,22 @@ export async function layersTheEngineHolds(endpoint: DockerEndpoint, version: Do
   if (!info || typeof info.Driver !== 'string' || JSON.stringify(info.DriverStatus ?? []).includes('containerd.snapshotter')) return 0;
   const repositories = [...new Set(tags.map((tag) => tag.familiar.slice(0, tag.familiar.lastIndexOf(':'))))];
   const ids = new Set<string>();
-  for (const repository of repositories) {
-    const filters = encodeURIComponent(JSON.stringify({ reference: [repository] }));
-    const listed = await json(`/images/json?filters=${filters}`);
+  const listings = await Promise.all(repositories.map((repository) => json(`/images/json?filters=${encodeURIComponent(JSON.stringify({ reference: [repository] }))}`)));
+  for (const listed of listings) {
     if (!Array.isArray(listed)) continue;
     for (const entry of listed as { Id?: unknown }[]) if (typeof entry.Id === 'string' && ids.size < maxImagesAsked) ids.add(entry.Id);
   }
-  let held = 0;
-  for (const id of ids) {
-    if (held === image.layers.length) break;
-    const present = (await json(`/images/${encodeURIComponent(id)}/json`)) as { RootFS?: { Layers?: unknown } } | undefined;
-    const layers = present?.RootFS?.Layers;
-    if (!Array.isArray(layers)) continue;
-    let shared = 0;
-    while (shared < layers.length && shared < image.layers.length && layers[shared] === image.layers[shared]!.diffId) shared++;
-    held = Math.max(held, shared);
-  }
-  return held;
+  const shared = await Promise.all(
+    [...ids].map(async (id) => {
+      const present = (await json(`/images/${encodeURIComponent(id)}/json`)) as { RootFS?: { Layers?: unknown } } | undefined;
+      const layers = present?.RootFS?.Layers;
+      if (!Array.isArray(layers)) return 0;
+      let count = 0;
+      while (count < layers.length && count < image.layers.length && layers[count] === image.layers[count]!.diffId) count++;
+      return count;
+    }),
+  );
+  return Math.max(0, ...shared);
 }
 
 /** How many images of our repositories layersTheEngineHolds inspects at most (one request each). */
