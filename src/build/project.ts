@@ -37,7 +37,7 @@ import {
   type MediaTypeFlavour,
 } from '../oci/image.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
-import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
+import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import { formatPlatform, type Platform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/sink.js';
 import type { BlobStore } from '../oci/store.js';
@@ -267,7 +267,7 @@ async function standaloneRuntimeLayer(
   mtime: number,
   progress: Progress,
 ): Promise<{ layer: WrittenLayer; interpreter: string; removed: TrimmedGroup[] }> {
-  const key = JSON.stringify({ format: 1, archive, trim, mtime, root: '/python' });
+  const key = JSON.stringify({ format: 1, layerEncoding, archive, trim, mtime, root: '/python' });
   const cached = await store.readRecord<{ layer: WrittenLayer; interpreter: string; removed: TrimmedGroup[] }>('standalone-layer', key);
   if (cached && isDigest(cached.layer.descriptor.digest) && (await store.hasIntact(cached.layer.descriptor.digest))) return cached;
   const runtime = await openStandaloneRuntime(archive, store, { version, keepAll: !trim, mtime });

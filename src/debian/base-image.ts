@@ -17,7 +17,7 @@ import {
   type MediaTypeFlavour,
 } from '../oci/image.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
-import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
+import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import type { Platform } from '../oci/platform.js';
 import type { BlobStore } from '../oci/store.js';
 import type { Progress } from '../cli/progress.js';
@@ -97,7 +97,7 @@ export interface WrittenPackagesLayer {
  */
 export async function writePackagesLayer(options: WritePackagesLayerOptions): Promise<WrittenPackagesLayer> {
   if (options.cacheKey === undefined) return writePackagesLayerUncached(options);
-  const key = JSON.stringify({ layerFormat, suite: options.suite, arch: options.arch, mtime: options.mtime, packages: options.packages.map((pkg) => pkg.digest), key: options.cacheKey });
+  const key = JSON.stringify({ layerFormat, layerEncoding, suite: options.suite, arch: options.arch, mtime: options.mtime, packages: options.packages.map((pkg) => pkg.digest), key: options.cacheKey });
   const cached = await options.store.readRecord<WrittenPackagesLayer>('debian-layers', key);
   if (cached && (await options.store.has(cached.written.descriptor.digest))) {
     options.progress?.info(`layer ${options.label}: unchanged (cached)`);

@@ -3,7 +3,8 @@
  * blob in the store, computing the diff_id (sha256 of the tar), the blob digest (sha256 of the
  * gzip) and its size in the one pass that writes it.
  *
- * Same entries (in any order) + same mtime + same Node (zlib) => same bytes. Nothing from the
+ * Same entries (in any order) + same mtime + same Node (zlib) => same bytes (the deflate stream
+ * is compressed block by block on several cores: parallel-deflate.ts). Nothing from the
  * machine, the clock, the locale, the user database or the order of the input reaches the output:
  *
  *   - entries are sorted by the UTF-8 bytes of their path (never by a locale collation);
@@ -11,6 +12,9 @@
  *     mtime; there is no atime/ctime; uname/gname are empty; uid/gid come from the entry or are 0;
  *   - modes keep only the permission bits (0o7777), with fixed defaults;
  *   - the gzip header is written by hand with fixed bytes (no mtime, no file name, OS=255).
+ *
+ * `layerEncoding` names how the bytes are made; caches that keep layers by their inputs put it
+ * in their keys, so a layer made another way is never taken for one made now.
  *
  * The tar encoder is written here rather than taken from tar-stream's pack(): pack() fills a
  * missing or zero mtime with `new Date()` (the wall clock), treats mode 0 as "use the default",
@@ -22,7 +26,7 @@
  * them, streamed through sha256 + crc32 + deflate + sha256 into a temp file with backpressure,
  * and only metadata (one small object per entry) is held.
  */
-import { crc32, constants as zlibConstants, createDeflateRaw } from 'node:zlib';
+import { crc32 } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -31,6 +35,7 @@ import type { Digest } from './digest.js';
 import { buildTimestamp, type Layer } from './image.js';
 import type { LayerEntry } from './layer-entry.js';
 import { MediaType } from './media-types.js';
+import { BLOCK_SIZE, ParallelDeflate } from './parallel-deflate.js';
 import type { BlobStore } from './store.js';
 
 export interface WriteLayerOptions {
@@ -62,6 +67,12 @@ export class LayerEntryError extends UserError {}
 export const defaultCompressionLevel = 6;
 
 /**
+ * How writeLayer turns entries into bytes, for the keys of caches that keep layers by their
+ * inputs: change it whenever the tar encoding or the compression changes the output.
+ */
+export const layerEncoding = `ustar+pax, gzip of deflate in ${BLOCK_SIZE}-byte blocks`;
+
+/**
  * Writes a layer into the store and returns its descriptor and diff_id. Entries are read for
  * metadata first (contents stay unopened), validated, de-duplicated, completed with missing
  * parent directories and sorted; then each file is opened in turn and streamed. On any error the
@@ -82,15 +93,7 @@ export async function writeLayer(
 
   const tar = Readable.from(tarChunks(plan, mtime), { objectMode: false, highWaterMark: CHUNK });
   const meter = new TarMeter();
-  const deflate = createDeflateRaw({
-    // Every parameter that shapes the deflate stream is pinned, so a change of Node's defaults
-    // cannot change layer digests.
-    level,
-    windowBits: 15,
-    memLevel: 8,
-    strategy: zlibConstants.Z_DEFAULT_STRATEGY,
-    chunkSize: CHUNK,
-  });
+  const deflate = new ParallelDeflate({ level });
   const framer = new GzipFramer(meter, options.onBytes);
   const writer = store.createWriter();
   try {

@@ -20,7 +20,7 @@ import { UserError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { buildTimestamp } from '../oci/image.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
-import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
+import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import type { BlobStore } from '../oci/store.js';
 import { buildWheel, hostArch, isPureWheel } from './build-wheel.js';
 import { cpythonCacheTag, openPycCompiler, type HostPycCompiler, type PycCompiler } from './bytecode.js';
@@ -162,6 +162,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     const prompt = options.prompt ?? plan.project.name;
     const base = {
       format: venvLayerFormat,
+      layerEncoding,
       root: scheme.root,
       runtime,
       mtime,
