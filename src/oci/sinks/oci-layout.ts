@@ -32,7 +32,8 @@
  *   - any other existing DIR (a file, or a directory with other content) is refused untouched.
  *
  * Layers are streamed from the BlobSource into place; with `store` (the store the BlobSource
- * reads), a layer is instead hard-linked from the store once BlobStore.hasIntact holds, when
+ * reads), a layer is instead hard-linked from the store once BlobStore.checkIntact vouches for
+ * its file (hashed again unless untouched since it was last hashed), when
  * the layout is on the same file system. Store blobs are immutable (written once, renamed into
  * place, only ever removed), and nothing here opens a layout blob for writing, so a link never
  * lets anyone mutate the store through uvimage.
