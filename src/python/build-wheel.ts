@@ -11,9 +11,10 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
+import { uvExecutable } from './uv.js';
 
 export interface BuildWheelOptions {
-  /** The uv executable; default 'uv' on PATH. */
+  /** The uv executable; default uvExecutable(env): $UV, else 'uv' on PATH. */
   uv?: string;
   /** Python version to build with (the target's, e.g. '3.12'). */
   python?: string;
@@ -40,14 +41,15 @@ export async function buildWheel(source: string, options: BuildWheelOptions): Pr
   args.push(source);
   const env: NodeJS.ProcessEnv = { ...(options.env ?? process.env) };
   if (options.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(options.sourceDateEpoch);
+  const uv = options.uv ?? uvExecutable(env);
   try {
     await new Promise<void>((resolve, reject) => {
-      execFile(options.uv ?? 'uv', args, { env, maxBuffer: 16 * 1024 * 1024, cwd: outDir }, (error, _stdout, stderr) => {
+      execFile(uv, args, { env, maxBuffer: 16 * 1024 * 1024, cwd: outDir }, (error, _stdout, stderr) => {
         if (!error) return resolve();
         const detail = String(stderr).trim().split('\n').filter(Boolean).slice(-3).join(' | ') || error.message;
         reject(
           (error as NodeJS.ErrnoException).code === 'ENOENT'
-            ? new UserError(`building ${options.name} needs uv on PATH (uv build --wheel); it was not found`)
+            ? new UserError(`building ${options.name} needs uv (uv build --wheel); ${uv === 'uv' ? 'there is none on PATH' : `${uv} (from $UV) was not found`}`)
             : new UserError(`uv build --wheel of ${options.name} failed: ${detail}`),
         );
       });

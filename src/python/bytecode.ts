@@ -22,6 +22,7 @@ import { homedir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
+import { uvExecutable } from './uv.js';
 
 export interface PycCompiler {
   /** The pyc for a source file at `imagePath`; undefined when it does not compile (as compileall skips it). */
@@ -158,7 +159,7 @@ async function findInterpreters(minor: string, env: NodeJS.ProcessEnv): Promise<
   // uv's managed interpreters first, then any uv finds; both asked at once (each takes a few
   // hundred milliseconds, paid by every build), their order kept.
   const uvFind = (args: string[]) =>
-    execFileAsync('uv', ['python', 'find', '--no-project', ...args, minor], { env, timeout: 30_000 }).then(
+    execFileAsync(uvExecutable(env), ['python', 'find', '--no-project', ...args, minor], { env, timeout: 30_000 }).then(
       ({ stdout }) => stdout.trim(),
       () => '', // no uv, or no (managed) interpreter of that version
     );

@@ -60,7 +60,7 @@ export interface BuildVenvLayersOptions {
   ownLayer?: { minBytes?: number; packages?: string[] };
   /** Downloads at once; default 8. */
   concurrency?: number;
-  /** The uv executable for builds; default 'uv'. */
+  /** The uv executable for builds; default uvExecutable(env): $UV, else 'uv' on PATH. */
   uv?: string;
   /** The interpreter `uv build` builds with (`--python`); default the runtime's minor version, found by uv. */
   buildPython?: string;
