@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { standaloneMirror } from '../test/harness/standalone-python.js';
+import { spread, stats } from './recipe/measure.js';
+
+const median = (values: number[]): number => stats(values).median;
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 1024 * 1024;
@@ -26,16 +29,6 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): { se
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr.slice(-2000)}`);
   return { seconds, stdout: result.stdout };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function spread(values: number[]): string {
-  return `${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)})`;
 }
 
 export async function runBuildBench(): Promise<string> {
