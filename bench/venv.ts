@@ -28,7 +28,7 @@ import type { VenvChildResult } from './venv-child.js';
 const execFile = promisify(execFileCallback);
 
 /**
- * The child as one plain JavaScript file (esbuild, which tsx brings), so its wall time is that of
+ * The child as one plain JavaScript file (esbuild, a devDependency), so its wall time is that of
  * a built uvimage and not of compiling TypeScript at start-up; packages stay external and resolve
  * from the repository's node_modules. Falls back to running the TypeScript through tsx.
  */
