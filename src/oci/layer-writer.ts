@@ -27,11 +27,10 @@
  * and only metadata (one small object per entry) is held.
  */
 import { crc32 } from 'node:zlib';
-import { createHash } from 'node:crypto';
 import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../errors.js';
-import type { Digest } from './digest.js';
+import { HashingStream } from './digest.js';
 import { buildTimestamp, type Layer } from './image.js';
 import type { LayerEntry } from './layer-entry.js';
 import { MediaType } from './media-types.js';
@@ -611,28 +610,13 @@ async function* tarChunks(members: Member[], mtime: number): AsyncGenerator<Buff
 // ---------------------------------------------------------------------------------------------
 // Hashing and gzip framing.
 
-/** Passes the tar through, computing its sha256 (the diff_id), CRC-32 and size (for the gzip trailer). */
-class TarMeter extends Transform {
-  private readonly hash = createHash('sha256');
+/** Passes the tar through, computing its sha256 (the diff_id), size and CRC-32 (for the gzip trailer). */
+class TarMeter extends HashingStream {
   crc = 0;
-  size = 0;
-  private finalDigest: Digest | undefined;
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
+  override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
     this.crc = crc32(chunk, this.crc);
-    this.size += chunk.length;
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.finalDigest = `sha256:${this.hash.digest('hex')}`;
-    callback();
-  }
-
-  get digest(): Digest {
-    if (!this.finalDigest) throw new Error('TarMeter: digest read before the tar ended');
-    return this.finalDigest;
+    super._transform(chunk, encoding, callback);
   }
 }
 
