@@ -11,18 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { runCommand, uvimage } from '../harness/cli.js';
+import { cliEnv, uvimage } from '../harness/cli.js';
+import { check } from '../harness/docker.js';
 import { fastapiHello, sharedCliCache } from '../harness/project-build.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 let work: string;
 let bin: string;
 
-async function ok(command: string, args: string[]): Promise<string> {
-  const result = await runCommand(command, args);
-  assert.equal(result.code, 0, `${command} ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
+/** Runs a command as uvimage() runs the CLI (same environment); its stdout, or a failed test. */
+const ok = (command: string, args: string[]): Promise<string> => check(command, args, { env: cliEnv() });
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'uvimage-bundle-'));

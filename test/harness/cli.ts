@@ -3,38 +3,21 @@
  * stderr are what a shell sees. SOURCE_DATE_EPOCH is cleared unless `env` sets it.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { run, type RunResult } from './docker.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
+export type CliResult = RunResult;
+
+/** The environment the CLI runs with in tests: this process's, SOURCE_DATE_EPOCH cleared, then `env`. */
+export function cliEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, SOURCE_DATE_EPOCH: '', ...env };
 }
 
-/** Runs `uvimage ARGS` to completion; `input` is written to its standard input. */
-export function uvimage(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
-  return runCommand(process.execPath, ['--import', 'tsx', cli, ...args], env, input);
-}
-
-/** Runs a command as uvimage() runs the CLI: the same environment rules, its output collected. */
-export function runCommand(command: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      env: { ...process.env, SOURCE_DATE_EPOCH: '', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.on('error', () => {}); // a run that exits without reading its input
-    child.stdin.end(input);
-  });
+/** Runs `uvimage ARGS` to completion; `input` (default none) is written to its standard input. */
+export function uvimage(args: string[], env: NodeJS.ProcessEnv = {}, input = ''): Promise<CliResult> {
+  return run(process.execPath, ['--import', 'tsx', cli, ...args], { env: cliEnv(env), input });
 }
 
 /** A user-facing failure: exit 1, exactly one `uvimage: error:` line on stderr that names the problem, no stack trace, no result on stdout. */
