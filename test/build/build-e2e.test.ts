@@ -44,6 +44,7 @@ import {
 import { freePort, startRegistry, type TestRegistry } from '../harness/registry.js';
 import { reachableRealStandalone, standaloneMirror, type StandaloneMirror } from '../harness/standalone-python.js';
 import { debianStandaloneMirror } from '../harness/debian-standalone-python.js';
+import { elfMachine } from '../harness/uv.js';
 import { BlobStore } from '../../src/oci/store.js';
 import { readTar } from '../../src/oci/tar-reader.js';
 
@@ -203,23 +204,24 @@ test('the arm64 image of the same build runs under qemu-user and says hello', as
 });
 
 /**
- * Every ELF file under /python in an image is of `machine` (62 x86-64, 183 aarch64). Only the
- * runtime layer puts anything there (base and venv layers do not), so only it is read.
+ * Every ELF file under /python in an image is of `machine`. Only the runtime layer puts anything
+ * there (base and venv layers do not), so only it is read.
  */
-async function assertRuntimeMachine(report: BuildJson['platforms'][number], machine: 62 | 183): Promise<void> {
+async function assertRuntimeMachine(report: BuildJson['platforms'][number], machine: 'x86_64' | 'aarch64'): Promise<void> {
   const store = await BlobStore.open(sharedCliCache());
   const runtime = report.layers.find((layer) => layer.role === 'runtime')!;
-  const machines = new Map<string, number>();
+  const machines = new Map<string, string>();
   const tar = store.openRead(runtime.digest).pipe(createGunzip());
   for await (const member of readTar(tar, { what: `runtime layer ${runtime.digest}`, collect: (m) => m.type === 'file', maxCollect: 64 * 1024 * 1024 })) {
     const content = member.content;
     assert.ok(member.name.startsWith('python/'), `${member.name} in the runtime layer`);
-    if (content && content.length >= 20 && content.readUInt32BE(0) === 0x7f454c46) machines.set(member.name, content.readUInt16LE(18));
+    const found = content && elfMachine(content);
+    if (found) machines.set(member.name, found);
   }
   // The interpreter, the bundled libraries and the extension modules a trimmed runtime keeps.
   assert.ok(machines.has('python/bin/python3.13') && machines.has('python/lib/libssl.so.3'), [...machines.keys()].join('\n'));
   assert.ok(machines.size > 30, `${machines.size} ELF files under /python`);
-  for (const [path, found] of machines) assert.equal(found, machine, `${report.platform}: ${path} is e_machine ${found}, not ${machine}`);
+  for (const [path, found] of machines) assert.equal(found, machine, `${report.platform}: ${path} is ${found}, not ${machine}`);
 }
 
 let standalone313Build: BuildJson | undefined;
@@ -243,8 +245,8 @@ test('python-build-standalone 3.13 for amd64 and arm64 in one build: the amd64 i
   const [amd64Runtime, arm64Runtime] = built.platforms.map((report) => report.layers.find((layer) => layer.role === 'runtime')!.digest);
   assert.notEqual(amd64Runtime, arm64Runtime);
   const elfStarted = Date.now();
-  await assertRuntimeMachine(built.platforms[0]!, 62);
-  await assertRuntimeMachine(built.platforms[1]!, 183);
+  await assertRuntimeMachine(built.platforms[0]!, 'x86_64');
+  await assertRuntimeMachine(built.platforms[1]!, 'aarch64');
   const elfSeconds = (Date.now() - elfStarted) / 1000;
 
   await assertImageConfig(images.standalone313, 'amd64', '3.13');

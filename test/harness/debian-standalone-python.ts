@@ -31,14 +31,13 @@
  *   <dir>/20000101/cpython-3.13.X+20000101-{aarch64,x86_64}-unknown-linux-gnu-install_only.tar.gz
  *   <dir>/download-metadata.json
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { readElfFile } from '../../src/binary/elf.js';
+import { isElfMagic, readElfFile } from '../../src/binary/elf.js';
 import { readDebFile, type DebFile, type OpenedDeb } from '../../src/debian/deb.js';
 import { debianSourceFrom, fetchDebs, loadPackageIndex, type DebianArch } from '../../src/debian/repository.js';
 import { resolvePackages } from '../../src/debian/resolver.js';
@@ -47,6 +46,7 @@ import type { BlobStore } from '../../src/oci/store.js';
 import { openPycCompiler } from '../../src/python/bytecode.js';
 import type { UvDownloadMetadata } from '../../src/python/standalone.js';
 import { sharedTestStore, testCacheDir } from './cache.js';
+import { check } from './docker.js';
 import type { StandaloneMirror } from './standalone-python.js';
 
 const minor = '3.13';
@@ -247,7 +247,7 @@ async function setRunpaths(root: string, bundled: string[]): Promise<void> {
   }
   for (const name of await readdir(dynload)) if (name.endsWith('.so')) jobs.push([join(dynload, name), '$ORIGIN/../..']);
   for (const name of bundled) jobs.push([join(root, 'lib', name), '$ORIGIN']);
-  for (const [path, runpath] of jobs) await runChecked('patchelf', ['--set-rpath', runpath, path]);
+  for (const [path, runpath] of jobs) await check('patchelf', ['--set-rpath', runpath, path]);
 }
 
 /**
@@ -267,13 +267,13 @@ async function compileStandardLibrary(root: string): Promise<void> {
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('PYTHON') && key !== 'SOURCE_DATE_EPOCH') env[key] = value;
   env.PYTHONHASHSEED = '0';
   // compileall exits 1 when a file does not compile (Debian's stdlib has none such); that is a failure here.
-  await runChecked(interpreter, ['-E', '-s', '-m', 'compileall', '-q', '-j', '0', '--invalidation-mode', 'timestamp', '-d', `/python/lib/python${minor}`, stdlib], { env });
+  await check(interpreter, ['-E', '-s', '-m', 'compileall', '-q', '-j', '0', '--invalidation-mode', 'timestamp', '-d', `/python/lib/python${minor}`, stdlib], { env });
 }
 
 /** tar.gz of work/python with sorted names, owner 0, mtime 0, and gzip without a name or time. */
 async function packDeterministically(work: string, output: string): Promise<void> {
   const script = 'set -o pipefail; tar --sort=name --format=gnu --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$1" -cf - python | gzip -9n > "$2"';
-  await runChecked('bash', ['-c', script, 'pack', work, output]);
+  await check('bash', ['-c', script, 'pack', work, output]);
 }
 
 async function elfFiles(root: string): Promise<string[]> {
@@ -285,20 +285,9 @@ async function elfFiles(root: string): Promise<string[]> {
     const handle = createReadStream(path, { start: 0, end: 3 });
     let read = 0;
     for await (const chunk of handle) read += (chunk as Buffer).copy(head, read);
-    if (read === 4 && head.readUInt32BE(0) === 0x7f454c46) files.push(path);
+    if (isElfMagic(head.subarray(0, read))) files.push(path);
   }
   return files.sort();
-}
-
-function runChecked(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} failed (${code}):\n${output.slice(-4000)}`))));
-  });
 }
 
 async function writeAtomically(path: string, text: string): Promise<void> {

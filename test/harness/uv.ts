@@ -11,6 +11,7 @@ import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { isElfMagic } from '../../src/binary/elf.js';
 import type { Layer } from '../../src/oci/image.js';
 import type { BlobStore } from '../../src/oci/store.js';
 import type { UvLock } from '../../src/python/lock.js';
@@ -129,7 +130,7 @@ export async function extractLayers(store: BlobStore, layers: Layer[], dir: stri
 
 /** The machine field of an ELF file's header, or undefined for anything else. */
 export function elfMachine(content: Buffer): 'x86_64' | 'aarch64' | `other:${number}` | undefined {
-  if (content.length < 20 || content.readUInt32BE(0) !== 0x7f454c46) return undefined;
+  if (content.length < 20 || !isElfMagic(content)) return undefined;
   const machine = content.readUInt16LE(18);
   return machine === 0x3e ? 'x86_64' : machine === 0xb7 ? 'aarch64' : `other:${machine}`;
 }
