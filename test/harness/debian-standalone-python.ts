@@ -47,6 +47,7 @@ import { openPycCompiler } from '../../src/python/bytecode.js';
 import type { UvDownloadMetadata } from '../../src/python/standalone.js';
 import { sharedTestStore, testCacheDir } from './cache.js';
 import { check } from './docker.js';
+import { exists } from './project-build.js';
 import type { StandaloneMirror } from './standalone-python.js';
 
 const minor = '3.13';
@@ -293,8 +294,4 @@ async function elfFiles(root: string): Promise<string[]> {
 async function writeAtomically(path: string, text: string): Promise<void> {
   await writeFile(`${path}.tmp`, text);
   await rename(`${path}.tmp`, path);
-}
-
-function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
 }

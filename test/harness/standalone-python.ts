@@ -13,6 +13,7 @@ import { join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chooseStandaloneDownload, loadStandaloneDownloads, standaloneUrl, type StandaloneDownload } from '../../src/python/standalone.js';
 import { testCacheDir } from './cache.js';
+import { exists } from './project-build.js';
 
 const script = fileURLToPath(new URL('../../scripts/make-standalone-python', import.meta.url));
 
@@ -28,8 +29,7 @@ export interface StandaloneMirror {
 export async function standaloneMirror(version = '3.12.1'): Promise<StandaloneMirror> {
   const dir = join(testCacheDir(), 'standalone-python', version);
   const metadataPath = join(dir, 'download-metadata.json');
-  const exists = await stat(metadataPath).then(() => true, () => false);
-  if (!exists) {
+  if (!(await exists(metadataPath))) {
     const result = spawnSync(script, [version, dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     if (result.status !== 0) throw new Error(`make-standalone-python ${version} failed: ${result.stderr}`);
   }

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,7 @@ import { CONTAINERD_IMAGE_NAME, OciLayoutSink } from '../../src/oci/sinks/oci-la
 import { BlobStore, CorruptBlobError } from '../../src/oci/store.js';
 import { check, dockerRemoveImages, requireDocker, run } from '../harness/docker.js';
 import { busyboxEntries, makeBusyboxImage, makeBusyboxIndex, storeBlobSource } from '../harness/images.js';
+import { exists } from '../harness/project-build.js';
 
 const amd64: Platform = { os: 'linux', architecture: 'amd64' };
 const arm64: Platform = { os: 'linux', architecture: 'arm64', variant: 'v8' };
@@ -47,13 +48,6 @@ function tag(label: string): string {
   const ref = `${REPO}:${label}-${runId}`;
   dockerTags.push(ref);
   return ref;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**
