@@ -7,7 +7,8 @@
  */
 import { join } from 'node:path';
 import { buildDebianBase, type BaseName } from '../src/debian/build-base.js';
-import type { DebianArch, DebianSuite } from '../src/debian/flavours.js';
+import type { Architecture } from '../src/facts/architectures.js';
+import type { DebianSuite } from '../src/facts/debian-suites.js';
 import { BlobStore } from '../src/oci/store.js';
 import { testCacheDir } from '../test/harness/cache.js';
 
@@ -18,7 +19,7 @@ export async function runDebianBasesBench(): Promise<string> {
   const bases: BaseName[] = ['static', 'base-nossl', 'base', 'cc', 'python3'];
   const rows: string[] = [];
   for (const suite of ['bookworm', 'trixie'] as DebianSuite[]) {
-    for (const arch of ['amd64', 'arm64'] as DebianArch[]) {
+    for (const arch of ['amd64', 'arm64'] as Architecture[]) {
       for (const base of bases) {
         const started = performance.now();
         const built = await buildDebianBase({ base, suite, arch, store, env: {}, layerCache: false });

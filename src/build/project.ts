@@ -14,14 +14,15 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import type { ToolUvimage } from '../config/schema.js';
 import { buildDebianBase, lockPathFor } from '../debian/build-base.js';
-import { suiteVersions, type DebianSuite } from '../debian/flavours.js';
+import { architectures, parseArchitecture } from '../facts/architectures.js';
+import { debianSuites, defaultDebianSuite, type DebianSuite } from '../facts/debian-suites.js';
 import { readTar } from '../oci/tar-reader.js';
 import { UserError } from '../errors.js';
 import { directoryEntries } from '../oci/directory-entries.js';
-import { isDigest, type Digest } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
 import {
   Annotation,
   assembleImage,
@@ -46,7 +47,7 @@ import { pullBaseImage, type BaseImage } from '../registry/pull.js';
 import { planInstall, type InstallOptions } from '../python/install-set.js';
 import { loadLockedProject } from '../python/locked-project.js';
 import { matchesSpecifiers } from '../python/pep440.js';
-import { DEBIAN_GLIBC, archFromPlatform, type PythonTarget } from '../python/target.js';
+import type { PythonTarget } from '../python/target.js';
 import { chooseStandaloneDownload, fetchStandalone, loadStandaloneDownloads, openStandaloneRuntime, type StandaloneDownload, type TrimmedGroup } from '../python/standalone.js';
 import { buildVenvLayers, openBytecodeCompiler } from '../python/venv-layers.js';
 
@@ -98,15 +99,15 @@ export async function buildProject(options: ProjectBuildOptions): Promise<Projec
   const project = locked.project;
   const created = buildTimestamp(env);
   const runtimeKind = config.runtime ?? 'standalone';
-  const suite: DebianSuite = config['debian-suite'] ?? 'trixie';
+  const suite: DebianSuite = config['debian-suite'] ?? defaultDebianSuite;
   const requested = config.python ?? (await readPythonVersionFile(project.dir));
   const requiresPython = locked.lock.requiresPython ?? project.requiresPython;
 
   const images: Image[] = [];
   const reports: PlatformReport[] = [];
   for (const platform of options.platforms) {
-    const arch = archFromPlatform(formatPlatform(platform));
-    const debianArch = arch === 'x86_64' ? 'amd64' : 'arm64';
+    const debianArch = parseArchitecture(formatPlatform(platform));
+    const arch = architectures[debianArch].python;
     const added: AddedLayer[] = [];
     const roles: string[] = [];
 
@@ -122,7 +123,7 @@ export async function buildProject(options: ProjectBuildOptions): Promise<Projec
     // The Python version is settled before any download, so a version no runtime has fails at once.
     let standaloneDownload: StandaloneDownload | undefined;
     if (runtimeKind === 'debian') {
-      const minor = suiteVersions[suite].python;
+      const minor = debianSuites[suite].python;
       if (requested && requested !== minor && !requested.startsWith(`${minor}.`)) {
         throw new UserError(`Python ${requested} was asked for, but Debian ${suite}'s CPython is ${minor}; use runtime "standalone" or another Debian suite`);
       }
@@ -159,13 +160,13 @@ export async function buildProject(options: ProjectBuildOptions): Promise<Projec
       if (baseConfig.config) delete baseConfig.config.Entrypoint;
       baseLayers = built.image.layers;
       baseName = `uvimage ${runtimeKind === 'debian' ? 'cc + python3' : config.flavour ?? 'cc'} (Debian ${suite})`;
-      glibc = [...DEBIAN_GLIBC[suite]];
+      glibc = [...debianSuites[suite].glibc];
       for (const layer of built.layers) roles.push(`base: ${layer.group}`);
       if (runtimeKind === 'debian') {
-        const python = built.packages.find((pkg) => pkg.name === `python${suiteVersions[suite].python}`);
-        if (!python) throw new Error(`the Debian runtime has no python${suiteVersions[suite].python} package`);
+        const python = built.packages.find((pkg) => pkg.name === `python${debianSuites[suite].python}`);
+        if (!python) throw new Error(`the Debian runtime has no python${debianSuites[suite].python} package`);
         pythonVersion = python.version.replace(/^\d+:/, '').split(/[-+~]/)[0]!;
-        interpreter = `/usr/bin/python${suiteVersions[suite].python}`;
+        interpreter = `/usr/bin/python${debianSuites[suite].python}`;
       }
     }
     if (!config.base && roles.length < baseLayers.length) roles.push(...baseLayers.slice(roles.length).map(() => 'base'));
@@ -268,18 +269,16 @@ async function standaloneRuntimeLayer(
   progress: Progress,
 ): Promise<{ layer: WrittenLayer; interpreter: string; removed: TrimmedGroup[] }> {
   const key = JSON.stringify({ format: 1, layerEncoding, archive, trim, mtime, root: '/python' });
-  const cached = await store.readRecord<{ layer: WrittenLayer; interpreter: string; removed: TrimmedGroup[] }>('standalone-layer', key);
-  if (cached && isDigest(cached.layer.descriptor.digest) && (await store.hasIntact(cached.layer.descriptor.digest))) return cached;
-  const runtime = await openStandaloneRuntime(archive, store, { version, keepAll: !trim, mtime });
-  try {
-    progress.info(`writing the Python ${version} runtime layer`);
-    const layer = await writeLayer(store, runtime.entries, { mtime });
-    const result = { layer, interpreter: runtime.interpreter, removed: runtime.removed };
-    await store.writeRecord('standalone-layer', key, result);
-    return result;
-  } finally {
-    await runtime.close();
-  }
+  return store.cached('standalone-layer', key, async () => {
+    const runtime = await openStandaloneRuntime(archive, store, { version, keepAll: !trim, mtime });
+    try {
+      progress.info(`writing the Python ${version} runtime layer`);
+      const layer = await writeLayer(store, runtime.entries, { mtime });
+      return { layer, interpreter: runtime.interpreter, removed: runtime.removed };
+    } finally {
+      await runtime.close();
+    }
+  }, { blobs: (value) => [value.layer?.descriptor?.digest] });
 }
 
 /** Extra files and directories from [tool.uvimage] files, relative to the project. */
@@ -346,11 +345,9 @@ function parseGlibc(text: string): [number, number] {
  */
 async function glibcOfBase(base: BaseImage, store: BlobStore, blobs: BlobSource, name: string): Promise<[number, number]> {
   const key = `${base.manifestDigest} ${formatPlatform(base.platform)}`;
-  const known = await store.readRecord<[number, number]>('base-glibc', key);
-  if (known) return known;
-  const glibc = await readGlibcOfLayers(base.layers, blobs, name);
-  await store.writeRecord('base-glibc', key, glibc);
-  return glibc;
+  return store.cached('base-glibc', key, () => readGlibcOfLayers(base.layers, blobs, name), {
+    valid: (record) => Array.isArray(record) && record.length === 2 && record.every(Number.isInteger),
+  });
 }
 
 async function readGlibcOfLayers(layers: Layer[], blobs: BlobSource, name: string): Promise<[number, number]> {

@@ -1,15 +1,9 @@
 /**
- * Progress of transfers (downloads, uploads, writes). On a TTY it redraws one status line per
- * active task on stderr; elsewhere (CI, pipes, --json) it prints a plain line when a task
- * starts and when it ends, so logs stay readable.
+ * The CLI's view of Progress (src/progress.ts). On a TTY it redraws one status line per active
+ * task on stderr; elsewhere (CI, pipes, --json) it prints a plain line when a task starts and when
+ * it ends, so logs stay readable.
  */
-export interface Progress {
-  start(id: string, label: string, totalBytes?: number): void;
-  advance(id: string, bytes: number): void;
-  finish(id: string, note?: string): void;
-  /** A one-off informational line. */
-  info(line: string): void;
-}
+import { silentProgress, type Progress } from '../progress.js';
 
 interface Task {
   label: string;
@@ -22,13 +16,6 @@ export function createProgress(options: { stream?: NodeJS.WriteStream; quiet?: b
   if (options.quiet) return silentProgress;
   return stream.isTTY ? new LiveProgress(stream) : new LineProgress(stream);
 }
-
-export const silentProgress: Progress = {
-  start() {},
-  advance() {},
-  finish() {},
-  info() {},
-};
 
 class LineProgress implements Progress {
   private readonly tasks = new Map<string, Task>();

@@ -6,7 +6,8 @@ import { BlobStore, defaultCacheDir } from '../oci/store.js';
 import { RegistryClient } from '../registry/client.js';
 import { fetchLayerBlob } from '../registry/pull.js';
 import { describeBuild, summarizeBuild } from './output.js';
-import { createProgress, type Progress } from './progress.js';
+import type { Progress } from '../progress.js';
+import { createProgress } from './progress.js';
 import { openSinks, registryOptionsFrom, type OutputOptions } from './sinks.js';
 
 /** Options every command that produces an image shares: where it goes, and how the run talks. */

@@ -5,13 +5,13 @@
  */
 import { z } from 'zod';
 import { UserError } from '../errors.js';
+import { flavourNames } from '../debian/flavours.js';
+import { debianSuiteNames, type DebianSuite } from '../facts/debian-suites.js';
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const port = z.union([z.number().int().min(1).max(65535), z.string().regex(/^\d{1,5}(\/(tcp|udp|sctp))?$/, 'a port like 8000 or 53/udp')]);
 const platform = z.string().regex(/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/, 'os/arch[/variant], e.g. linux/arm64');
 
-export const flavourNames = ['static', 'base-nossl', 'base', 'cc'] as const;
-export const debianSuites = ['trixie', 'bookworm'] as const;
 
 export const toolUvimageSchema = z
   .strictObject({
@@ -21,7 +21,7 @@ export const toolUvimageSchema = z
     base: z.string().min(1).optional().describe('a base image from a registry (by tag or digest); default: the uvimage-built Debian flavour'),
     'base-glibc': z.string().regex(/^2\.\d+$/, 'a glibc version like 2.36').optional().describe("the glibc of `base` (caps manylinux wheels); default: read from the base's dpkg database"),
     flavour: z.enum(flavourNames).optional().describe('the Debian flavour uvimage assembles as the base when `base` is not set (default cc)'),
-    'debian-suite': z.enum(debianSuites).optional().describe('Debian release for the assembled base and the Debian runtime (default trixie)'),
+    'debian-suite': z.enum(debianSuiteNames as [DebianSuite, ...DebianSuite[]]).optional().describe('Debian release for the assembled base and the Debian runtime (default trixie)'),
     'debian-mirror': z.string().url().optional().describe('Debian mirror (also a snapshot.debian.org URL, for pinning)'),
     'debian-lock': z.string().min(1).optional().describe('Debian lock file for the base, relative to the project; {arch} is replaced by amd64/arm64 (written when missing, followed after)'),
     runtime: z.enum(['standalone', 'debian']).optional().describe('python-build-standalone at /python (default) or Debian\'s CPython'),

@@ -18,10 +18,12 @@ import {
 } from '../oci/image.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
-import type { Platform } from '../oci/platform.js';
+import { ociPlatform } from '../oci/platform.js';
 import type { BlobStore } from '../oci/store.js';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import { debLayerEntries, readDeb, type OpenedDeb } from './deb.js';
+import type { Architecture } from '../facts/architectures.js';
+import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import {
   baseLayerGroup,
   distrolessEnv,
@@ -33,8 +35,6 @@ import {
   NONROOT,
   sortCertificatePaths,
   statusStanza,
-  type DebianArch,
-  type DebianSuite,
   type FlavourName,
   type LayerGroup,
 } from './flavours.js';
@@ -62,7 +62,7 @@ export interface WritePackagesLayerOptions {
   store: BlobStore;
   packages: DebInput[];
   suite: DebianSuite;
-  arch: DebianArch;
+  arch: Architecture;
   mtime: number;
   /** Entries that replace whatever a package ships at their paths. */
   extra?: LayerEntry[];
@@ -98,19 +98,15 @@ export interface WrittenPackagesLayer {
 export async function writePackagesLayer(options: WritePackagesLayerOptions): Promise<WrittenPackagesLayer> {
   if (options.cacheKey === undefined) return writePackagesLayerUncached(options);
   const key = JSON.stringify({ layerFormat, layerEncoding, suite: options.suite, arch: options.arch, mtime: options.mtime, packages: options.packages.map((pkg) => pkg.digest), key: options.cacheKey });
-  const cached = await options.store.readRecord<WrittenPackagesLayer>('debian-layers', key);
-  if (cached && (await options.store.has(cached.written.descriptor.digest))) {
-    options.progress?.info(`layer ${options.label}: unchanged (cached)`);
-    return cached;
-  }
-  const written = await writePackagesLayerUncached(options);
-  await options.store.writeRecord('debian-layers', key, written);
-  return written;
+  return options.store.cached('debian-layers', key, () => writePackagesLayerUncached(options), {
+    blobs: (layer) => [layer.written?.descriptor?.digest],
+    hit: () => options.progress?.info(`layer ${options.label}: unchanged (cached)`),
+  });
 }
 
 async function writePackagesLayerUncached(options: WritePackagesLayerOptions): Promise<WrittenPackagesLayer> {
   const { store, suite, arch } = options;
-  const mergedUsr = suite === 'trixie';
+  const { mergedUsr } = debianSuites[suite];
   const opened: OpenedDeb[] = [];
   try {
     for (const pkg of options.packages) {
@@ -186,7 +182,7 @@ export async function caBundleFrom(deb: OpenedDeb): Promise<Buffer> {
 export interface DebianBaseOptions {
   flavour: FlavourName;
   suite: DebianSuite;
-  arch: DebianArch;
+  arch: Architecture;
   store: BlobStore;
   /** The flavour's packages, by name (fetched and verified). */
   packages: Map<string, DebInput>;
@@ -223,7 +219,7 @@ export async function writeBaseLayers(options: DebianBaseOptions): Promise<{ lay
     const extra: LayerEntry[] = [];
     // The merged-/usr aliases go in the first layer, so the dynamic loader's path
     // (/lib64/ld-linux-x86-64.so.2, /lib/ld-linux-aarch64.so.1) resolves from the bottom up.
-    if (index === 0 && suite === 'trixie') extra.push(...mergedUsrLinks(arch));
+    if (index === 0 && debianSuites[suite].mergedUsr) extra.push(...mergedUsrLinks(arch));
     const holdsCerts = members.some((pkg) => pkg.name === 'ca-certificates');
     const { written, contentSize } = await writePackagesLayer({
       store,
@@ -256,14 +252,10 @@ export async function writeBaseLayers(options: DebianBaseOptions): Promise<{ lay
   return { layers, changes };
 }
 
-export function platformOf(arch: DebianArch): Platform {
-  return arch === 'arm64' ? { os: 'linux', architecture: 'arm64', variant: 'v8' } : { os: 'linux', architecture: 'amd64' };
-}
-
 /** A finished image of layers and changes; its config and manifest are put in the store. */
 export async function assembleDebianImage(options: {
   store: BlobStore;
-  arch: DebianArch;
+  arch: Architecture;
   layers: AddedLayer[];
   changes: ConfigChanges;
   annotations?: Record<string, string>;
@@ -271,7 +263,7 @@ export async function assembleDebianImage(options: {
   env?: NodeJS.ProcessEnv;
 }): Promise<Image> {
   const created = buildTimestamp(options.env);
-  const platform = platformOf(options.arch);
+  const platform = ociPlatform(options.arch);
   const config = extendConfig({ platform, added: options.layers, changes: options.changes, created: created.iso });
   const image = assembleImage({
     platform,

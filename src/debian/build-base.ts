@@ -5,12 +5,14 @@
  * packages and SOURCE_DATE_EPOCH give the same digests.
  */
 import { UserError } from '../errors.js';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import { Annotation, assembleIndex, buildTimestamp, type Artifact, type ConfigChanges, type Image, type MediaTypeFlavour } from '../oci/image.js';
 import type { BlobStore } from '../oci/store.js';
 import type { HostPycCompiler } from '../python/bytecode.js';
 import { assembleDebianImage, writeBaseLayers, type DebInput, type Layering, type PackagesLayer } from './base-image.js';
-import { flavourPackages, isFlavour, type DebianArch, type DebianSuite, type FlavourName } from './flavours.js';
+import type { Architecture } from '../facts/architectures.js';
+import type { DebianSuite } from '../facts/debian-suites.js';
+import { flavourPackages, isFlavour, type FlavourName } from './flavours.js';
 import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './repository.js';
 import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock } from './lock.js';
 import { resolvePackages } from './resolver.js';
@@ -28,7 +30,7 @@ export function parseBaseName(text: string): BaseName {
 export interface BuildDebianBaseOptions {
   base: BaseName;
   suite: DebianSuite;
-  arch: DebianArch;
+  arch: Architecture;
   store: BlobStore;
   mirror?: string;
   securityMirror?: string;
@@ -94,18 +96,16 @@ async function plannedBasePackages(
 ): Promise<{ base: PlannedDeb[]; runtime: PlannedDeb[] }> {
   const identity = await packageIndexIdentity(source, store, { offline: options.offline, progress: options.progress });
   const key = JSON.stringify({ format: 1, identity, base: options.base, suite: options.suite, arch: source.arch });
-  const cached = await store.readRecord<{ base: PlannedDeb[]; runtime: PlannedDeb[] }>('debian-plan', key);
-  if (cached) return cached;
-  const index = await loadPackageIndex(source, store, { offline: options.offline, progress: options.progress });
-  const plan = planBasePackages(index, options.base, options.suite);
-  const slim = (pkg: DebianPackage): PlannedDeb => ({ name: pkg.name, version: pkg.version, arch: pkg.arch, sha256: pkg.sha256, size: pkg.size, archiveUrl: pkg.archiveUrl, filename: pkg.filename });
-  const planned = { base: plan.base.map(slim), runtime: plan.runtime.map(slim) };
-  await store.writeRecord('debian-plan', key, planned);
-  return planned;
+  return store.cached('debian-plan', key, async () => {
+    const index = await loadPackageIndex(source, store, { offline: options.offline, progress: options.progress });
+    const plan = planBasePackages(index, options.base, options.suite);
+    const slim = (pkg: DebianPackage): PlannedDeb => ({ name: pkg.name, version: pkg.version, arch: pkg.arch, sha256: pkg.sha256, size: pkg.size, archiveUrl: pkg.archiveUrl, filename: pkg.filename });
+    return { base: plan.base.map(slim), runtime: plan.runtime.map(slim) };
+  }, { valid: (record) => Array.isArray((record as { base?: unknown }).base) && Array.isArray((record as { runtime?: unknown }).runtime) });
 }
 
 /** A lock path for one architecture: `{arch}` in the path is replaced by it. */
-export function lockPathFor(path: string | undefined, arch: DebianArch): string | undefined {
+export function lockPathFor(path: string | undefined, arch: Architecture): string | undefined {
   return path?.replaceAll('{arch}', arch);
 }
 
@@ -192,7 +192,7 @@ export async function buildDebianBase(options: BuildDebianBaseOptions): Promise<
 }
 
 /** Builds a base for each architecture: one image, or an index of several. */
-export async function buildDebianBaseArtifact(options: Omit<BuildDebianBaseOptions, 'arch'> & { arches: DebianArch[] }): Promise<{ artifact: Artifact; builds: BuiltDebianBase[] }> {
+export async function buildDebianBaseArtifact(options: Omit<BuildDebianBaseOptions, 'arch'> & { arches: Architecture[] }): Promise<{ artifact: Artifact; builds: BuiltDebianBase[] }> {
   if (options.arches.length === 0) throw new UserError('no platform to build for');
   if (new Set(options.arches).size !== options.arches.length) throw new UserError('a platform is listed twice');
   const builds: BuiltDebianBase[] = [];

@@ -5,17 +5,12 @@
  * os-release, the CA bundle built by rules_distroless' cacerts.sh). Pure data and small pure
  * functions; reading packages and writing layers is src/debian/base-image.ts.
  */
+import type { Architecture } from '../facts/architectures.js';
+import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 
-export type DebianSuite = 'trixie' | 'bookworm';
-export type DebianArch = 'amd64' | 'arm64';
 export const flavourNames = ['static', 'base-nossl', 'base', 'cc'] as const;
 export type FlavourName = (typeof flavourNames)[number];
-
-export const suiteVersions: Record<DebianSuite, { version: string; python: string; gcc: string }> = {
-  bookworm: { version: '12', python: '3.11', gcc: '12' },
-  trixie: { version: '13', python: '3.13', gcc: '14' },
-};
 
 /** Packages each flavour adds to the one below it, per suite (distroless' *_PACKAGES). */
 const added: Record<FlavourName, Record<DebianSuite, string[]>> = {
@@ -124,7 +119,7 @@ netgroup:       nis
 
 /** common/variables.bzl OS_RELEASE, formatted by rules_distroless' os_release (quoted values). */
 export function osReleaseFile(suite: DebianSuite): string {
-  const version = suiteVersions[suite].version;
+  const version = debianSuites[suite].version;
   const fields: [string, string][] = [
     ['PRETTY_NAME', 'Distroless'],
     ['NAME', 'Debian GNU/Linux'],
@@ -160,7 +155,7 @@ export function distrolessFiles(suite: DebianSuite, caBundle: Buffer): LayerEntr
 }
 
 /** The merged-/usr aliases (trixie): what usrmerge makes on a Debian system. */
-export function mergedUsrLinks(arch: DebianArch): LayerEntry[] {
+export function mergedUsrLinks(arch: Architecture): LayerEntry[] {
   const links: LayerEntry[] = [
     { type: 'symlink', path: 'bin', target: 'usr/bin' },
     { type: 'symlink', path: 'sbin', target: 'usr/sbin' },

@@ -25,7 +25,7 @@
  *   gpg --no-default-keyring --keyring /usr/share/keyrings/debian-archive-<name>.gpg --export --armor
  *
  * compare the fingerprint with https://ftp-master.debian.org/keys.html, add an entry below
- * (name, fingerprint, armored block) and add the suite to DebianSuite in repository.ts.
+ * (name, fingerprint, armored block) and add the suite to src/facts/debian-suites.ts.
  */
 
 export interface ArchiveKey {

@@ -16,7 +16,7 @@ import { basename, dirname, join } from 'node:path';
 import { parse, stringify, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { UserError } from '../errors.js';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import type { BlobStore } from '../oci/store.js';
 import { debUrl, loadPackageIndex, type DebDownload, type DebianPackage, type DebianSource } from './repository.js';
 import { resolvePackages } from './resolver.js';

@@ -24,23 +24,20 @@ import { createGunzip } from 'node:zlib';
 import type { Transform, Readable } from 'node:stream';
 import type * as OpenPGP from 'openpgp';
 import { createXzDecompressor } from './xz.js';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import { UserError, describeError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
+import { parseArchitecture, type Architecture } from '../facts/architectures.js';
+import { debianSuites, defaultDebianSuite, parseDebianSuite, type DebianSuite } from '../facts/debian-suites.js';
 import { CorruptBlobError, type BlobStore } from '../oci/store.js';
 import { parseRelations, parseStanza, type Stanza } from './control.js';
 import { fetchSmall, httpGet, withRetries, HttpStatusError, type DebianHttpOptions } from './http.js';
 import { debianArchiveKeys } from './keys.js';
 import { compareDebianVersions, versionSatisfies, type VersionRelation } from './version.js';
 
-export const debianSuites = ['trixie', 'bookworm'] as const;
-export type DebianSuite = (typeof debianSuites)[number];
-export const debianArches = ['amd64', 'arm64'] as const;
-export type DebianArch = (typeof debianArches)[number];
 
 export const defaultDebianMirror = 'https://deb.debian.org/debian';
 export const defaultDebianSecurityMirror = 'https://security.debian.org/debian-security';
-export const defaultDebianSuite: DebianSuite = 'trixie';
 
 export interface DebianSource {
   /** Base URL of the Debian archive, no trailing slash. */
@@ -48,7 +45,7 @@ export interface DebianSource {
   /** Base URL of the security archive, no trailing slash. */
   securityMirror: string;
   suite: DebianSuite;
-  arch: DebianArch;
+  arch: Architecture;
   /** A pinned snapshot (a timestamped snapshot.debian.org-style URL): Valid-Until is not enforced. */
   snapshot?: boolean;
 }
@@ -74,30 +71,6 @@ function normalizeMirror(url: string, what: string): string {
   return trimmed;
 }
 
-const archAliases: Record<string, DebianArch> = {
-  amd64: 'amd64',
-  x86_64: 'amd64',
-  'linux/amd64': 'amd64',
-  arm64: 'arm64',
-  aarch64: 'arm64',
-  'linux/arm64': 'arm64',
-  'linux/arm64/v8': 'arm64',
-};
-
-export function parseDebianArch(text: string): DebianArch {
-  const arch = archAliases[text.trim().toLowerCase()];
-  if (!arch) throw new UserError(`Debian architecture ${JSON.stringify(text)} is not supported (use one of: ${debianArches.join(', ')})`);
-  return arch;
-}
-
-export function parseDebianSuite(text: string): DebianSuite {
-  const suite = text.trim().toLowerCase();
-  if (!(debianSuites as readonly string[]).includes(suite)) {
-    throw new UserError(`Debian suite ${JSON.stringify(text)} is not supported (use one of: ${debianSuites.join(', ')})`);
-  }
-  return suite as DebianSuite;
-}
-
 /**
  * The source to use, from (highest first) explicit options (flags), the environment
  * (UVIMAGE_DEBIAN_MIRROR, UVIMAGE_DEBIAN_SECURITY_MIRROR), `config` (pyproject's
@@ -116,7 +89,7 @@ export function debianSourceFrom(options: {
   const env = options.env ?? process.env;
   const pick = (...values: (string | undefined)[]) => values.find((value) => value !== undefined && value.trim() !== '');
   const suite = parseDebianSuite(pick(options.suite, options.config?.suite) ?? defaultDebianSuite);
-  const arch = parseDebianArch(pick(options.arch, options.config?.arch) ?? 'amd64');
+  const arch = parseArchitecture(pick(options.arch, options.config?.arch) ?? 'amd64', 'Debian architecture');
   const mirror = normalizeMirror(pick(options.mirror, env.UVIMAGE_DEBIAN_MIRROR, options.config?.mirror) ?? defaultDebianMirror, 'Debian mirror');
   const snapshot = snapshotPattern.exec(mirror);
   const explicitSecurity = pick(options.securityMirror, env.UVIMAGE_DEBIAN_SECURITY_MIRROR, options.config?.securityMirror);
@@ -309,7 +282,7 @@ interface PackagesFile {
 async function loadPackagesFiles(source: DebianSource, store: BlobStore, options: LoadIndexOptions): Promise<PackagesFile[]> {
   const archives: Archive[] = [
     { url: source.mirror, dist: source.suite },
-    { url: source.securityMirror, dist: `${source.suite}-security` },
+    { url: source.securityMirror, dist: debianSuites[source.suite].securitySuite },
   ];
   // Both archives are loaded side by side and both are waited for, so nothing is still being
   // written to the store when a failure is reported.

@@ -13,15 +13,17 @@ import { posix } from 'node:path';
 import { UserError } from '../errors.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import type { BlobStore } from '../oci/store.js';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import { openPycCompiler, pycPathFor, type HostPycCompiler } from '../python/bytecode.js';
 import { writePackagesLayer, type DebInput, type PackagesLayer } from './base-image.js';
 import type { DebFile, OpenedDeb } from './deb.js';
-import { keepPackageFile, suiteVersions, type DebianArch, type DebianSuite } from './flavours.js';
+import type { Architecture } from '../facts/architectures.js';
+import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
+import { keepPackageFile } from './flavours.js';
 
 /** The Debian package that is the interpreter of a suite ('python3.13'). */
 export function pythonPackageFor(suite: DebianSuite): string {
-  return `python${suiteVersions[suite].python}`;
+  return `python${debianSuites[suite].python}`;
 }
 
 /**
@@ -33,7 +35,7 @@ export const runtimeExcludes = ['debconf', 'debconf-2.0', 'perl-base', 'dpkg', '
 export interface PythonRuntimeLayerOptions {
   store: BlobStore;
   suite: DebianSuite;
-  arch: DebianArch;
+  arch: Architecture;
   /** The runtime's packages: the interpreter's closure minus what the base has. */
   packages: DebInput[];
   mtime: number;
@@ -52,7 +54,7 @@ export interface RuntimeLayer extends PackagesLayer {
 /** Writes the runtime layer: the packages' files, /usr/bin/python3, and a pyc for every stdlib module. */
 export async function writePythonRuntimeLayer(options: PythonRuntimeLayerOptions): Promise<RuntimeLayer> {
   const { store, suite } = options;
-  const minor = suiteVersions[suite].python;
+  const minor = debianSuites[suite].python;
   const compiler = options.compiler ?? (await openPycCompiler(minor));
   if (!compiler) {
     throw new UserError(

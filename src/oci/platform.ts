@@ -1,4 +1,5 @@
 import { UserError } from '../errors.js';
+import { architectures, hostArchitecture, type Architecture } from '../facts/architectures.js';
 
 /** An OCI platform as it appears in an index entry and in an image config. */
 export interface Platform {
@@ -21,6 +22,12 @@ export function parsePlatformList(text: string): Platform[] {
   return text.split(',').filter((part) => part.trim() !== '').map(parsePlatform);
 }
 
+/** The OCI platform of an architecture uvimage builds for (arm64 with its v8 variant, as images record it). */
+export function ociPlatform(arch: Architecture): Platform {
+  const { oci } = architectures[arch] as { oci: { architecture: string; variant?: string } };
+  return oci.variant ? { os: 'linux', architecture: oci.architecture, variant: oci.variant } : { os: 'linux', architecture: oci.architecture };
+}
+
 export function formatPlatform(platform: Platform): string {
   return [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');
 }
@@ -33,13 +40,14 @@ export function platformMatches(wanted: Platform, candidate: Platform): boolean 
 }
 
 function defaultVariant(architecture: string): string | undefined {
-  return architecture === 'arm64' ? 'v8' : undefined;
+  const known = (Object.values(architectures) as { oci: { architecture: string; variant?: string } }[]).find((names) => names.oci.architecture === architecture);
+  return known?.oci.variant;
 }
 
-/** The platform of the machine uvimage runs on, in OCI terms. */
+/** The platform of the machine uvimage runs on, in OCI terms (Node's name where uvimage does not build for it). */
 export function hostPlatform(): Platform {
-  const architecture = ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[
-    process.arch
-  ];
+  const known = hostArchitecture();
+  if (known) return { os: 'linux', architecture: architectures[known].oci.architecture };
+  const architecture = ({ arm: 'arm', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[process.arch];
   return { os: 'linux', architecture: architecture ?? process.arch };
 }

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import type { Artifact, Layer } from './image.js';
 
 /** Gives the bytes of any blob an artifact refers to (from the store, fetching pulled layers on demand). */

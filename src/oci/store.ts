@@ -7,7 +7,7 @@ import { Readable, Transform, Writable, type TransformCallback } from 'node:stre
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { UserError } from '../errors.js';
-import { HashingStream, digestHex, type Digest } from './digest.js';
+import { HashingStream, digestHex, isDigest, type Digest } from './digest.js';
 
 export interface BlobInfo {
   digest: Digest;
@@ -45,6 +45,17 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
  * Beside blobs, the store keeps small JSON records (metadata keyed by name, e.g. a tag's
  * resolved digest or what a layer's inputs produced), written atomically the same way.
  */
+export interface CachedOptions<T> {
+  /** The blobs a value names; a record is used only when each is intact in the store. */
+  blobs?: (value: T) => unknown[];
+  /** Whether a record read back has the shape of a value (records of an older format do not). */
+  valid?: (record: unknown) => boolean;
+  /** false: always produce (and record) anew, e.g. to measure or to rebuild on purpose. */
+  reuse?: boolean;
+  /** Called with a record that is used, e.g. to say so. */
+  hit?: (value: T) => void;
+}
+
 export class BlobStore {
   /** Blobs this process has hashed in full and found intact, so they are not rehashed. */
   private readonly verified = new Set<Digest>();
@@ -211,6 +222,36 @@ export class BlobStore {
     const file = createReadStream(path);
     file.on('error', (error) => check.destroy(error));
     return file.pipe(check);
+  }
+
+  /**
+   * A cache of small values kept as records: what `produce` made for `key` before, when the record
+   * reads back, has the expected shape and every blob it names is intact; else `produce` runs and
+   * its value is recorded. A record is only a shortcut, never trusted for more than it can prove,
+   * so a missing, corrupt or outdated record is a miss, not an error.
+   */
+  async cached<T>(kind: string, key: string, produce: () => Promise<T>, options: CachedOptions<T> = {}): Promise<T> {
+    if (options.reuse !== false) {
+      const record = await this.readRecord<unknown>(kind, key);
+      if (record !== undefined && record !== null && (options.valid?.(record) ?? true)) {
+        const value = record as T;
+        const digests = options.blobs?.(value) ?? [];
+        if (await this.allIntact(digests)) {
+          options.hit?.(value);
+          return value;
+        }
+      }
+    }
+    const value = await produce();
+    await this.writeRecord(kind, key, value);
+    return value;
+  }
+
+  private async allIntact(digests: unknown[]): Promise<boolean> {
+    for (const digest of digests) {
+      if (typeof digest !== 'string' || !isDigest(digest) || !(await this.hasIntact(digest))) return false;
+    }
+    return true;
   }
 
   async readRecord<T>(kind: string, key: string): Promise<T | undefined> {

@@ -11,6 +11,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
+import { architectures, hostArchitecture } from '../facts/architectures.js';
 import { uvExecutable } from './uv.js';
 
 export interface BuildWheelOptions {
@@ -64,8 +65,9 @@ export async function buildWheel(source: string, options: BuildWheelOptions): Pr
 }
 
 /** The host's architecture as Python names it. */
-export function hostArch(): 'x86_64' | 'aarch64' | string {
-  return process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
+export function hostArch(): string {
+  const host = hostArchitecture();
+  return host ? architectures[host].python : process.arch;
 }
 
 /** Whether a wheel file name is pure Python (every tag's platform is `any`). */

@@ -14,7 +14,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { isDigest, type Digest } from '../oci/digest.js';
 import type { BlobStore } from '../oci/store.js';
 import type { PythonTarget } from './target.js';
 
@@ -139,26 +138,9 @@ export async function checkoutGit(source: LockedGitSource, options: { store: Blo
 }
 
 /** A built wheel of a git source, remembered in the store. */
-export interface CachedGitWheel {
-  filename: string;
-  digest: Digest;
-  size: number;
-}
-
 /** The cache key of a git source's wheel: the commit, the subdirectory, the target, the build's Python and timestamp. */
 export function gitWheelKey(source: LockedGitSource, target: PythonTarget, python: string, mtime: number): string {
   return JSON.stringify({ format: gitWheelFormat, commit: source.commit, subdirectory: source.subdirectory ?? null, lfs: source.lfs, target, python, mtime });
-}
-
-/** The wheel built before for this key, if its blob is still intact in the store. */
-export async function cachedGitWheel(store: BlobStore, key: string): Promise<CachedGitWheel | undefined> {
-  const record = await store.readRecord<CachedGitWheel>('git-wheel', key);
-  if (!record || typeof record.filename !== 'string' || !isDigest(record.digest) || !(await store.hasIntact(record.digest))) return undefined;
-  return record;
-}
-
-export async function rememberGitWheel(store: BlobStore, key: string, wheel: CachedGitWheel): Promise<void> {
-  await store.writeRecord('git-wheel', key, { filename: wheel.filename, digest: wheel.digest, size: wheel.size });
 }
 
 class MissingGitError extends UserError {}

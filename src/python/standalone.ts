@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import { UserError } from '../errors.js';
 import { readElf } from '../binary/elf.js';
 import type { Digest } from '../oci/digest.js';
@@ -22,16 +22,15 @@ import type { LayerEntry } from '../oci/layer-entry.js';
 import { spoolTar, spooledLayerEntries, type SpooledMember, type SpooledTar } from '../oci/spooled-tar.js';
 import type { BlobStore } from '../oci/store.js';
 import { compareVersions } from './pep440.js';
+import { architectures, findArchitecture, type PythonArch } from '../facts/architectures.js';
 import { standaloneDownloadRows } from './standalone-downloads.js';
 
 export const standaloneReleaseBase = 'https://github.com/astral-sh/python-build-standalone/releases/download';
 
-export type StandaloneArch = 'x86_64' | 'aarch64';
-
 export interface StandaloneDownload {
   /** Full CPython version, e.g. 3.12.14. */
   version: string;
-  arch: StandaloneArch;
+  arch: PythonArch;
   /** The python-build-standalone release (its date), e.g. 20260814. */
   release: string;
   /** The asset's file name. */
@@ -64,7 +63,8 @@ export function standaloneDownloadsFromUvMetadata(metadata: Record<string, UvDow
   const downloads: StandaloneDownload[] = [];
   for (const entry of Object.values(metadata)) {
     if (entry.name !== 'cpython' || entry.os !== 'linux' || entry.libc !== 'gnu') continue;
-    if (entry.arch.variant !== null || (entry.arch.family !== 'x86_64' && entry.arch.family !== 'aarch64')) continue;
+    const arch = findArchitecture(entry.arch.family);
+    if (entry.arch.variant !== null || !arch || architectures[arch].python !== entry.arch.family) continue;
     if (entry.prerelease !== '' || entry.variant !== null || !entry.sha256) continue;
     // CPython 3.8 and older are past their end of life.
     if (entry.major !== 3 || entry.minor < 9) continue;
@@ -72,7 +72,7 @@ export function standaloneDownloadsFromUvMetadata(metadata: Record<string, UvDow
     if (!/-install_only(_stripped)?\.tar\.gz$/.test(asset)) continue;
     const release = entry.build ?? /\+(\d{8})-/.exec(asset)?.[1];
     if (!release) continue;
-    downloads.push({ version: `${entry.major}.${entry.minor}.${entry.patch}`, arch: entry.arch.family, release, asset, sha256: entry.sha256 });
+    downloads.push({ version: `${entry.major}.${entry.minor}.${entry.patch}`, arch: architectures[arch].python, release, asset, sha256: entry.sha256 });
   }
   return downloads.sort((a, b) => (a.asset < b.asset ? -1 : a.asset > b.asset ? 1 : 0));
 }
@@ -111,7 +111,7 @@ export async function loadStandaloneDownloads(env: NodeJS.ProcessEnv = process.e
  */
 export function chooseStandaloneDownload(
   downloads: StandaloneDownload[],
-  arch: StandaloneArch,
+  arch: PythonArch,
   request: { version?: string; allows?: (version: string) => boolean; source?: string },
 ): StandaloneDownload {
   const forArch = downloads.filter((download) => download.arch === arch);

@@ -3,17 +3,15 @@
  * `Tags::from_env` + `compatible_tags`), for a CPython on manylinux. musllinux tags are never
  * produced: every uvimage base is glibc.
  */
+import { architectureOfPython, architectures } from '../facts/architectures.js';
 import { pythonVersionParts, type PythonTarget } from './target.js';
-
-/** The oldest manylinux_2_N each architecture has (uv's `Arch::get_minimum_manylinux_minor`). */
-const MINIMUM_MANYLINUX_MINOR: Record<PythonTarget['arch'], number> = { x86_64: 5, aarch64: 17 };
 
 /** Platform tags, best first: manylinux_2_N down from the glibc ceiling with legacy aliases after their twins, then linux_<arch>. */
 export function platformTags(target: PythonTarget): string[] {
   const [glibcMajor, glibcMinor] = target.glibc;
   const arch = target.arch;
   const tags: string[] = [];
-  for (let minor = glibcMinor; minor >= MINIMUM_MANYLINUX_MINOR[arch]; minor--) {
+  for (let minor = glibcMinor; minor >= architectures[architectureOfPython(arch)].minimumManylinuxMinor; minor--) {
     tags.push(`manylinux_${glibcMajor}_${minor}_${arch}`);
     // PEP 600 legacy aliases, with lower priority than the manylinux_2_N they equal.
     if (minor === 12) tags.push(`manylinux2010_${arch}`);

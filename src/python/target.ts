@@ -4,9 +4,8 @@
  * planning (markers, wheel tags) is derived from this one value, never from the host.
  */
 import { UserError } from '../errors.js';
+import { architectureOfPython, type PythonArch } from '../facts/architectures.js';
 import type { MarkerEnvironment } from './markers.js';
-
-export type PythonArch = 'x86_64' | 'aarch64';
 
 export interface PythonTarget {
   /** Full version, e.g. '3.12.8' ('3.12' is accepted and read as '3.12.0' for markers). */
@@ -17,12 +16,6 @@ export interface PythonTarget {
   /** The base's glibc, the manylinux ceiling: trixie [2, 41], bookworm [2, 36]. */
   glibc: [number, number];
 }
-
-/** glibc of the Debian releases uvimage builds on. */
-export const DEBIAN_GLIBC = {
-  bookworm: [2, 36],
-  trixie: [2, 41],
-} as const satisfies Record<string, readonly [number, number]>;
 
 /** [major, minor, micro] of the target's Python. */
 export function pythonVersionParts(target: PythonTarget): [number, number, number] {
@@ -50,17 +43,8 @@ export function markerEnvironment(target: PythonTarget): MarkerEnvironment {
   };
 }
 
-/** Docker/OCI platform names (linux/amd64, linux/arm64) to the Python architecture. */
-export function archFromPlatform(platform: string): PythonArch {
-  const normalized = platform.trim().toLowerCase();
-  const arch = normalized.startsWith('linux/') ? normalized.slice('linux/'.length) : normalized;
-  if (arch === 'amd64' || arch === 'x86_64') return 'x86_64';
-  if (arch === 'arm64' || arch === 'arm64/v8' || arch === 'aarch64') return 'aarch64';
-  throw new UserError(`platform ${JSON.stringify(platform)} is not supported; use linux/amd64 or linux/arm64`);
-}
-
 /** 'linux/amd64' etc. for messages. */
 export function describeTarget(target: PythonTarget): string {
   const [major, minor] = pythonVersionParts(target);
-  return `linux/${target.arch === 'x86_64' ? 'amd64' : 'arm64'} (CPython ${major}.${minor}, glibc ${target.glibc[0]}.${target.glibc[1]})`;
+  return `linux/${architectureOfPython(target.arch)} (CPython ${major}.${minor}, glibc ${target.glibc[0]}.${target.glibc[1]})`;
 }

@@ -25,7 +25,7 @@ import type { BlobStore } from '../oci/store.js';
 import { buildWheel, hostArch, isPureWheel } from './build-wheel.js';
 import { cpythonCacheTag, openPycCompiler, type HostPycCompiler, type PycCompiler } from './bytecode.js';
 import { downloadWheel, type DownloadedWheel, type DownloadProgress, type PackageIndex } from './download.js';
-import { cachedGitWheel, checkoutGit, gitDirectUrl, gitWheelKey, parseGitSource, rememberGitWheel, type CachedGitWheel } from './git-source.js';
+import { checkoutGit, gitDirectUrl, gitWheelKey, parseGitSource } from './git-source.js';
 import type { InstallPlan, PlannedPackage } from './install-set.js';
 import type { UvLock } from './lock.js';
 import { normalizeName } from './markers.js';
@@ -175,12 +175,14 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     const layerOf = async (label: string, group: ReadyWheel[], skeleton: boolean, index: number | 'project'): Promise<WrittenLayer> => {
       for (const wheel of group) packages.push({ name: wheel.name, version: wheel.version, filename: wheel.filename, digest: wheel.digest, layer: index });
       const key = JSON.stringify({ ...base, skeleton: skeleton ? prompt : false, wheels: group.map((wheel) => [wheel.filename, wheel.digest, wheel.directUrl ?? null]) });
-      const cached = reuse ? await store.readRecord<WrittenLayer>('venv-layer', key) : undefined;
-      if (cached && (await store.hasIntact(cached.descriptor.digest))) {
+      const hit = (): void => {
         reused++;
         options.progress?.info?.(`${label}: reused (${group.length} packages)`);
-        return cached;
-      }
+      };
+      return store.cached('venv-layer', key, () => writeGroup(label, group, skeleton), { blobs: (layer) => [layer.descriptor?.digest], reuse, hit });
+    };
+
+    const writeGroup = async (label: string, group: ReadyWheel[], skeleton: boolean): Promise<WrittenLayer> => {
       // Start fetching every wheel of the layer; installs below take them as they arrive.
       for (const wheel of group) void wheel.path().catch(() => undefined);
       const opened: InstalledWheel[] = [];
@@ -218,7 +220,6 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
         options.progress?.start(id, `layer ${label}`);
         const layer = await writeLayer(store, entries, { mtime, onBytes: (bytes) => options.progress?.advance(id, bytes) });
         options.progress?.finish(id);
-        await store.writeRecord('venv-layer', key, layer);
         return layer;
       } finally {
         for (const wheel of opened) wheel.close();
@@ -276,12 +277,38 @@ type BuildPackage = Extract<PlannedPackage, { kind: 'build' }>;
 async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: BuildVenvLayersOptions, mtime: number, cleanups: (() => Promise<void>)[]): Promise<ReadyWheel> {
   const { store } = options;
   const python = options.buildPython ?? options.runtime.version.split('.').slice(0, 2).join('.');
-  let source: string | undefined;
-  // A git source: its wheel from an earlier build, else a checkout of the locked commit to build.
-  let git: { key: string; directUrl: string; cached?: CachedGitWheel } | undefined;
-  if (pkg.dir) {
-    source = pkg.dir;
-  } else if (pkg.sdist && (pkg.sdist.url || pkg.sdist.path)) {
+  const target = plan.target;
+  const ready = (wheel: StoredWheel, directUrl: string | undefined): ReadyWheel => ({
+    name: pkg.name,
+    version: pkg.version ?? '',
+    filename: wheel.filename,
+    path: async () => store.blobPath(wheel.digest),
+    digest: wheel.digest,
+    size: wheel.size,
+    directUrl,
+    member: pkg.member,
+  });
+
+  /** `uv build --wheel` of a source tree or sdist; the wheel must fit the target; kept in the store. */
+  const buildFrom = async (source: string): Promise<StoredWheel> => {
+    options.progress?.info?.(`building ${pkg.name} with uv build --wheel`);
+    const built = await buildWheel(source, { uv: options.uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
+    cleanups.push(built.cleanup);
+    if (!isPureWheel(built.filename)) {
+      const targetTags = new Set(compatibleTags(target));
+      const fits = target.arch === hostArch() && wheelTags(built.filename).some((tag) => targetTags.has(tag));
+      if (!fits) {
+        throw new UserError(
+          `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} ${pkg.reason === 'no-binary' ? `is no-binary (built from source, its wheels unused) for ${describeTarget(target)}` : `has no wheel for ${describeTarget(target)}`}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}`,
+        );
+      }
+    }
+    const blob = await store.writeStream(createReadStream(built.path), undefined, `built wheel ${built.filename}`);
+    return { filename: built.filename, digest: blob.digest, size: blob.size };
+  };
+
+  if (pkg.dir) return ready(await buildFrom(pkg.dir), directUrlJson(pkg.dir, options.directUrlFor));
+  if (pkg.sdist && (pkg.sdist.url || pkg.sdist.path)) {
     const filename = (pkg.sdist.url ?? pkg.sdist.path ?? '').split('/').pop()!.split('?')[0]!;
     const fetched = await downloadWheel(
       { name: pkg.name, url: pkg.sdist.url, path: pkg.sdist.path, filename, hash: pkg.sdist.hash, size: pkg.sdist.size, indexUrl: pkg.source.registry },
@@ -290,53 +317,34 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
     // uv build wants the sdist under its own name.
     const dir = await mkdtemp(join(tmpdir(), 'uvimage-sdist-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    source = join(dir, filename);
+    const source = join(dir, filename);
     await copyFile(fetched.path, source);
-  } else if (pkg.source.git !== undefined) {
+    return ready(await buildFrom(source), pkg.member ? directUrlJson(options.projectDir, options.directUrlFor) : undefined);
+  }
+  if (pkg.source.git !== undefined) {
+    // The wheel built before from the locked commit for this target, else a checkout to build.
     const locked = parseGitSource(pkg.source.git, { name: pkg.name, subdirectory: pkg.source.subdirectory });
-    git = { key: gitWheelKey(locked, plan.target, python, mtime), directUrl: gitDirectUrl(locked) };
-    if (options.reuse ?? true) git.cached = await cachedGitWheel(store, git.key);
-    if (!git.cached) {
-      options.progress?.info?.(`fetching ${pkg.name} from ${locked.repository} at ${locked.commit}`);
-      const checkout = await checkoutGit(locked, { store, name: pkg.name, env: options.env });
-      cleanups.push(checkout.cleanup);
-      source = checkout.dir;
-    }
-  } else {
-    throw new UserError(`${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} has no wheel for ${describeTarget(plan.target)} and no source uvimage can build (${describeSource(pkg)})${existingWheels(pkg.name, options.lock)}`);
+    const wheel = await store.cached(
+      'git-wheel',
+      gitWheelKey(locked, target, python, mtime),
+      async () => {
+        options.progress?.info?.(`fetching ${pkg.name} from ${locked.repository} at ${locked.commit}`);
+        const checkout = await checkoutGit(locked, { store, name: pkg.name, env: options.env });
+        cleanups.push(checkout.cleanup);
+        return buildFrom(checkout.dir);
+      },
+      { blobs: (cached) => [cached.digest], valid: (record) => typeof (record as StoredWheel).filename === 'string', reuse: options.reuse },
+    );
+    return ready(wheel, gitDirectUrl(locked));
   }
+  throw new UserError(`${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} has no wheel for ${describeTarget(target)} and no source uvimage can build (${describeSource(pkg)})${existingWheels(pkg.name, options.lock)}`);
+}
 
-  let built: { filename: string; path?: string } | undefined = git?.cached;
-  if (!built) {
-    options.progress?.info?.(`building ${pkg.name} with uv build --wheel`);
-    const wheel = await buildWheel(source!, { uv: options.uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
-    cleanups.push(wheel.cleanup);
-    built = wheel;
-  }
-
-  const target = plan.target;
-  if (!isPureWheel(built.filename)) {
-    const targetTags = new Set(compatibleTags(target));
-    const fits = target.arch === hostArch() && wheelTags(built.filename).some((tag) => targetTags.has(tag));
-    if (!fits) {
-      throw new UserError(
-        `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} ${pkg.reason === 'no-binary' ? `is no-binary (built from source, its wheels unused) for ${describeTarget(target)}` : `has no wheel for ${describeTarget(target)}`}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}`,
-      );
-    }
-  }
-  const blob = git?.cached ?? (await store.writeStream(createReadStream(built.path!), undefined, `built wheel ${built.filename}`));
-  if (git && !git.cached) await rememberGitWheel(store, git.key, { filename: built.filename, digest: blob.digest, size: blob.size });
-  const directUrl = git ? git.directUrl : pkg.member || pkg.dir ? directUrlJson(pkg.dir ?? options.projectDir, options.directUrlFor) : undefined;
-  return {
-    name: pkg.name,
-    version: pkg.version ?? '',
-    filename: built.filename,
-    path: async () => store.blobPath(blob.digest),
-    digest: blob.digest,
-    size: blob.size,
-    directUrl,
-    member: pkg.member,
-  };
+/** A wheel in the store. */
+interface StoredWheel {
+  filename: string;
+  digest: Digest;
+  size: number;
 }
 
 /**

@@ -358,11 +358,6 @@ async function bytecodeEntries(
       open: () => (Buffer.isBuffer(path) ? path.subarray(offset, offset + size) : size === 0 ? Buffer.alloc(0) : createReadStream(path, { start: offset, end: offset + size - 1 })),
     }));
 
-  if (store && options.wheelDigest && bytecode.reuse !== false) {
-    const cached = await store.readRecord<PycPack>('pyc-pack', key);
-    if (cached && (await store.hasIntact(cached.digest))) return toEntries(cached, store.blobPath(cached.digest));
-  }
-
   const files: [string, number, number][] = [];
   let offset = 0;
   // Requests are pipelined (a window of sources in flight) so a compiler with several workers
@@ -387,10 +382,12 @@ async function bytecodeEntries(
     }
   };
   if (store) {
-    const blob = await store.writeStream(Readable.from(compileAll()));
-    const pack: PycPack = { digest: blob.digest, files };
-    if (options.wheelDigest) await store.writeRecord('pyc-pack', key, pack);
-    return toEntries(pack, store.blobPath(blob.digest));
+    const compileIntoStore = async (): Promise<PycPack> => ({ digest: (await store.writeStream(Readable.from(compileAll()))).digest, files });
+    // Only a wheel known by its digest can be found again by key.
+    const pack = options.wheelDigest
+      ? await store.cached('pyc-pack', key, compileIntoStore, { blobs: (cached) => [cached.digest], valid: (record) => Array.isArray((record as PycPack).files), reuse: bytecode.reuse })
+      : await compileIntoStore();
+    return toEntries(pack, store.blobPath(pack.digest));
   }
   const chunks: Buffer[] = [];
   for await (const chunk of compileAll()) chunks.push(chunk);

@@ -10,7 +10,7 @@
  * the registry at all, and a reference pinned by digest whose documents are in the store never
  * does.
  */
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import { UserError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { Descriptor, ImageConfig, Layer } from '../oci/image.js';

@@ -13,7 +13,7 @@ import { assertOneLineError, uvimage } from '../harness/cli.js';
 import { check, dockerRemoveImages, requireDocker } from '../harness/docker.js';
 import { BUSYBOX, makeBusyboxIndex, storeBlobSource } from '../harness/images.js';
 import { startRegistry, type TestRegistry } from '../harness/registry.js';
-import { silentProgress } from '../../src/cli/progress.js';
+import { silentProgress } from '../../src/progress.js';
 import type { Digest } from '../../src/oci/digest.js';
 
 let registry: TestRegistry;

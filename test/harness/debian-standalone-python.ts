@@ -39,7 +39,8 @@ import { dirname, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { isElfMagic, readElfFile } from '../../src/binary/elf.js';
 import { readDebFile, type DebFile, type OpenedDeb } from '../../src/debian/deb.js';
-import { debianSourceFrom, fetchDebs, loadPackageIndex, type DebianArch } from '../../src/debian/repository.js';
+import type { Architecture } from '../../src/facts/architectures.js';
+import { debianSourceFrom, fetchDebs, loadPackageIndex } from '../../src/debian/repository.js';
 import { resolvePackages } from '../../src/debian/resolver.js';
 import { runtimeExcludes } from '../../src/debian/runtime.js';
 import type { BlobStore } from '../../src/oci/store.js';
@@ -117,7 +118,7 @@ export async function debianStandaloneMirror(): Promise<StandaloneMirror & { ass
 }
 
 /** Makes one architecture's archive in `releaseDir` from the verified .debs. */
-export async function makeStandaloneFromDebian(arch: DebianArch, store: BlobStore, releaseDir: string): Promise<DebianStandaloneAsset> {
+export async function makeStandaloneFromDebian(arch: Architecture, store: BlobStore, releaseDir: string): Promise<DebianStandaloneAsset> {
   // The archive the CLI would use (UVIMAGE_DEBIAN_MIRROR is honoured), verified the same way.
   const index = await loadPackageIndex(debianSourceFrom({ suite, arch }), store);
   // The interpreter's closure: the python packages and every library package they depend on.
@@ -198,7 +199,7 @@ async function copyPythonFiles(debs: { name: string; deb: OpenedDeb }[], root: s
  * from the closure's packages' multiarch directory, symlinks followed, named as DT_NEEDED names
  * them. Every ELF file must be of the target's machine.
  */
-async function bundleLibraries(debs: { name: string; deb: OpenedDeb }[], root: string, arch: DebianArch): Promise<string[]> {
+async function bundleLibraries(debs: { name: string; deb: OpenedDeb }[], root: string, arch: Architecture): Promise<string[]> {
   const libraryDir = `usr/lib/${triplets[arch]}/`;
   const machine = pythonArches[arch];
   const libraries = new Map<string, { deb: OpenedDeb; file: DebFile }>();

@@ -11,7 +11,7 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { silentProgress } from '../../src/cli/progress.js';
+import { silentProgress } from '../../src/progress.js';
 import { UserError } from '../../src/errors.js';
 import { digestHex } from '../../src/oci/digest.js';
 import { Annotation, assembleImage, extendConfig, type Artifact, type Layer } from '../../src/oci/image.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { silentProgress } from '../../src/cli/progress.js';
+import { silentProgress } from '../../src/progress.js';
 import { createBlobSource } from '../../src/oci/blobs.js';
 import { assembleImage, extendConfig, type Image, type ImageConfig, type Layer } from '../../src/oci/image.js';
 import { writeLayer } from '../../src/oci/layer-writer.js';

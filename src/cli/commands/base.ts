@@ -3,7 +3,8 @@ import { UserError } from '../../errors.js';
 import type { MediaTypeFlavour } from '../../oci/image.js';
 import { hostPlatform, parsePlatformList } from '../../oci/platform.js';
 import { baseNames, buildDebianBaseArtifact, parseBaseName } from '../../debian/build-base.js';
-import { parseDebianArch, parseDebianSuite } from '../../debian/repository.js';
+import { parseArchitecture } from '../../facts/architectures.js';
+import { parseDebianSuite } from '../../facts/debian-suites.js';
 import { mediaTypesOption } from '../parse.js';
 import { addOutputOptions, openImageRun, type CommonOptions } from '../run.js';
 
@@ -26,7 +27,7 @@ async function baseCommand(name: string, options: BaseOptions): Promise<void> {
   const platforms = options.platform ? parsePlatformList(options.platform) : [hostPlatform()];
   const arches = platforms.map((platform) => {
     if (platform.os !== 'linux') throw new UserError(`--platform: Debian bases are linux only, got ${platform.os}`);
-    return parseDebianArch(platform.architecture);
+    return parseArchitecture(platform.architecture, 'Debian architecture');
   });
   const run = await openImageRun(options);
   const { artifact } = await buildDebianBaseArtifact({

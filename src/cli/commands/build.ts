@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { buildProject, type PlatformReport } from '../../build/project.js';
-import { flavourNames, parseToolUvimage, type ToolUvimage } from '../../config/schema.js';
+import { parseToolUvimage, type ToolUvimage } from '../../config/schema.js';
+import { flavourNames } from '../../debian/flavours.js';
 import { parsePlatformList } from '../../oci/platform.js';
 import { formatBytes } from '../progress.js';
 import { readPyProject } from '../../python/pyproject.js';

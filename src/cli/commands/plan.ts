@@ -5,7 +5,8 @@ import { UserError } from '../../errors.js';
 import { buildSettingsFromToolUv, planInstall, type InstallPlan, type PlannedPackage } from '../../python/install-set.js';
 import { loadLockedProject } from '../../python/locked-project.js';
 import { matchesSpecifiers } from '../../python/pep440.js';
-import { archFromPlatform, describeTarget, type PythonTarget } from '../../python/target.js';
+import { architectureOfPython, architectures, parseArchitecture } from '../../facts/architectures.js';
+import { describeTarget, type PythonTarget } from '../../python/target.js';
 import { collect } from '../run.js';
 
 interface PlanOptions {
@@ -64,7 +65,7 @@ async function planCommand(directory: string, options: PlanOptions): Promise<voi
   const glibc = parseGlibc(options.baseGlibc);
   const platforms = options.platform.split(',').map((part) => part.trim()).filter(Boolean);
   const plans = platforms.map((platform) => {
-    const target: PythonTarget = { pythonVersion, implementation: 'cpython', os: 'linux', arch: archFromPlatform(platform), glibc };
+    const target: PythonTarget = { pythonVersion, implementation: 'cpython', os: 'linux', arch: architectures[parseArchitecture(platform)].python, glibc };
     return planInstall(project, lock, target, {
       extras: options.extra,
       allExtras: options.allExtras,
@@ -77,7 +78,7 @@ async function planCommand(directory: string, options: PlanOptions): Promise<voi
     });
   });
   if (options.json) {
-    process.stdout.write(`${JSON.stringify(plans.map((plan) => ({ ...plan, platform: `linux/${plan.target.arch === 'x86_64' ? 'amd64' : 'arm64'}` })), null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(plans.map((plan) => ({ ...plan, platform: `linux/${architectureOfPython(plan.target.arch)}` })), null, 2)}\n`);
   } else {
     process.stdout.write(`${plans.map(formatPlan).join('\n\n')}\n`);
   }
