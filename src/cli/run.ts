@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import type { Platform } from '../oci/platform.js';
 import { createBlobSource } from '../oci/blobs.js';
 import type { Artifact } from '../oci/image.js';
 import type { BlobSource, Sink, SinkResult } from '../oci/sink.js';
@@ -53,14 +54,17 @@ export interface ImageRun {
 }
 
 /**
- * Opens a run: the output flags are checked before any work is done, so a bad tag or a missing
- * output fails at once rather than after a long build.
+ * Opens a run: the output flags are checked before any work is done (each sink checks what it can
+ * about its destination and the platforms built), so a bad tag or a missing output fails at once
+ * rather than after a long build. `outputs: 'optional'` (uvimage plan) checks the outputs given
+ * without asking for one.
  */
-export async function openImageRun(options: CommonOptions): Promise<ImageRun> {
+export async function openImageRun(options: CommonOptions, check: { platforms: Platform[]; outputs?: 'required' | 'optional' }): Promise<ImageRun> {
   const progress = createProgress({ quiet: options.json });
   const store = await BlobStore.open(options.cacheDir ?? defaultCacheDir());
   const client = new RegistryClient(await registryOptionsFrom(options));
-  const sinks = openSinks(options, client, store);
+  const sinks = openSinks(options, client, store, check.outputs ?? 'required');
+  for (const sink of sinks) await sink.check?.({ tags: options.tag, platforms: check.platforms });
   const blobs = createBlobSource(store, (layer) => fetchLayerBlob(layer, store, { client, progress }));
   return {
     store,

@@ -45,9 +45,9 @@ export async function registryOptionsFrom(options: OutputOptions, env: NodeJS.Pr
 }
 
 /** The sinks the flags ask for; at least one is required so a build is never thrown away. */
-export function openSinks(options: OutputOptions, client: RegistryClient, store: BlobStore): Sink[] {
+export function openSinks(options: OutputOptions, client: RegistryClient, store: BlobStore, outputs: 'required' | 'optional' = 'required'): Sink[] {
   for (const tag of options.tag) parseReference(tag); // a bad tag fails before any work is done
-  const platform = options.loadPlatform ? parsePlatform(options.loadPlatform) : undefined;
+  const platform = options.loadPlatform ? parsePlatform(options.loadPlatform, '--load-platform') : undefined;
   const sinks: Sink[] = [];
   if (options.push) {
     if (options.tag.length === 0) throw new UserError('--push needs at least one -t registry/repository:tag');
@@ -56,6 +56,6 @@ export function openSinks(options: OutputOptions, client: RegistryClient, store:
   if (options.oci) sinks.push(new OciLayoutSink(options.oci, { store }));
   if (options.tar) sinks.push(new DockerArchiveSink(options.tar, { platform }));
   if (options.load) sinks.push(new DockerDaemonSink({ platform }));
-  if (sinks.length === 0) throw new UserError('nothing to do with the image: give --push, --load, --oci DIR and/or --tar FILE');
+  if (sinks.length === 0 && outputs === 'required') throw new UserError('nothing to do with the image: give --push, --load, --oci DIR and/or --tar FILE');
   return sinks;
 }

@@ -9,7 +9,10 @@ import { flavourNames } from '../debian/flavours.js';
 import { debianSuiteNames, type DebianSuite } from '../facts/debian-suites.js';
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const port = z.union([z.number().int().min(1).max(65535), z.string().regex(/^\d{1,5}(\/(tcp|udp|sctp))?$/, 'a port like 8000 or 53/udp')]);
+const port = z.union([
+  z.number().int().min(1).max(65535),
+  z.string().regex(/^\d{1,5}(\/(tcp|udp|sctp))?$/, 'a port like 8000 or 53/udp').refine((text) => Number(text.split('/')[0]) >= 1 && Number(text.split('/')[0]) <= 65535, 'a port between 1 and 65535'),
+]);
 const platform = z.string().regex(/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/, 'os/arch[/variant], e.g. linux/arm64');
 
 
@@ -52,12 +55,21 @@ export type ToolUvimage = z.infer<typeof toolUvimageSchema>;
 export function parseToolUvimage(table: unknown, file: string): ToolUvimage {
   const result = toolUvimageSchema.safeParse(table ?? {});
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
+  throw new ConfigError(describeConfigIssue(result.error.issues[0]!, { file }, table));
+}
+
+/**
+ * One line for a schema issue: under the flag that set the value (`--base-glibc: …`), or under
+ * the file and key (`pyproject.toml: tool.uvimage.base-glibc: …`).
+ */
+export function describeConfigIssue(issue: z.core.$ZodIssue, where: { flag: string } | { file: string }, input: unknown): string {
   const key = formatKey(issue.path);
   if (issue.code === 'unrecognized_keys') {
-    throw new ConfigError(`${file}: unknown key ${issue.keys.map((name) => `${key}.${name}`).join(', ')} (see \`uvimage config-schema\`)`);
+    return `${'file' in where ? where.file : where.flag}: unknown key ${issue.keys.map((name) => `${key}.${name}`).join(', ')} (see \`uvimage config-schema\`)`;
   }
-  throw new ConfigError(`${file}: ${key}: ${issue.message}`);
+  const value = issue.path.reduce<unknown>((at, part) => (at !== null && typeof at === 'object' ? (at as Record<PropertyKey, unknown>)[part] : undefined), input);
+  const got = value === undefined || (typeof value === 'object' && value !== null) ? '' : ` (got ${JSON.stringify(value)})`;
+  return `${'flag' in where ? where.flag : `${where.file}: ${key}`}: ${issue.message}${got}`;
 }
 
 /** tool.uvimage.platforms[0], tool.uvimage.env.PORT */

@@ -19,7 +19,7 @@ import {
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import { ociPlatform } from '../oci/platform.js';
-import type { BlobStore } from '../oci/store.js';
+import { BlobStore } from '../oci/store.js';
 import type { Progress } from '../progress.js';
 import { debLayerEntries, readDeb, type OpenedDeb } from './deb.js';
 import type { Architecture } from '../facts/architectures.js';
@@ -78,6 +78,8 @@ export interface WritePackagesLayerOptions {
    * that shapes the bytes must be in it (the generated files' code is covered by layerFormat).
    */
   cacheKey?: unknown;
+  /** The record name the plan gave the layer; the key made here must be it. */
+  plannedKey?: string;
 }
 
 /** Bump when the layers written from the same packages change (filters, generated files, layout). */
@@ -95,9 +97,15 @@ export interface WrittenPackagesLayer {
  * its data spooled to a temp file and served to the layer writer from there; the spools are
  * removed when the layer is written or fails.
  */
+/** The key text of a packages layer: everything that shapes its bytes. */
+export function packagesLayerKey(options: Pick<WritePackagesLayerOptions, 'suite' | 'arch' | 'mtime' | 'packages'> & { cacheKey: unknown }): string {
+  return JSON.stringify({ layerFormat, layerEncoding, suite: options.suite, arch: options.arch, mtime: options.mtime, packages: options.packages.map((pkg) => pkg.digest), key: options.cacheKey });
+}
+
 export async function writePackagesLayer(options: WritePackagesLayerOptions): Promise<WrittenPackagesLayer> {
   if (options.cacheKey === undefined) return writePackagesLayerUncached(options);
-  const key = JSON.stringify({ layerFormat, layerEncoding, suite: options.suite, arch: options.arch, mtime: options.mtime, packages: options.packages.map((pkg) => pkg.digest), key: options.cacheKey });
+  const key = packagesLayerKey(options as WritePackagesLayerOptions & { cacheKey: unknown });
+  if (options.plannedKey !== undefined && options.plannedKey !== BlobStore.recordName(key)) throw new Error(`layer ${options.label}: its key is not the planned one`);
   return options.store.cached('debian-layers', key, () => writePackagesLayerUncached(options), {
     blobs: (layer) => [layer.written?.descriptor?.digest],
     hit: () => options.progress?.info(`layer ${options.label}: unchanged (cached)`),
@@ -179,32 +187,35 @@ export async function caBundleFrom(deb: OpenedDeb): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-export interface DebianBaseOptions {
+/** One planned layer of a base flavour: its packages and what the layer adds beside them. */
+export interface BaseLayerPlan {
+  group: string;
+  packages: DebInput[];
+  /** The merged-/usr links (bin -> usr/bin …): in the first layer, so the loader resolves from the bottom up. */
+  mergedUsrLinks: boolean;
+  /** The generated distroless files (CA bundle, passwd, os-release …): in the layer holding ca-certificates. */
+  holdsCerts: boolean;
+  /** The layer's record name (`debian-layers`), or null when layers are not reused. */
+  key: string | null;
+}
+
+/** The layers of a flavour, first to last, and their keys. Pure: the .debs are known by digest from the index. */
+export function planBaseLayers(options: {
   flavour: FlavourName;
   suite: DebianSuite;
   arch: Architecture;
-  store: BlobStore;
-  /** The flavour's packages, by name (fetched and verified). */
   packages: Map<string, DebInput>;
+  mtime: number;
   layering?: Layering;
-  /** Reuse layers built before from the same packages (default true). */
   layerCache?: boolean;
-  /** Run as nonroot (65532, workdir /home/nonroot) like distroless' :nonroot tags; default root. */
-  nonroot?: boolean;
-  env?: NodeJS.ProcessEnv;
-  progress?: Progress;
-}
-
-/** The layers of a base flavour, first to last, and the config changes distroless makes. */
-export async function writeBaseLayers(options: DebianBaseOptions): Promise<{ layers: PackagesLayer[]; changes: ConfigChanges }> {
-  const { suite, arch, store } = options;
+}): BaseLayerPlan[] {
+  const { suite, arch } = options;
   const names = flavourPackages(options.flavour, suite);
   const packages = names.map((name) => {
     const pkg = options.packages.get(name);
     if (!pkg) throw new UserError(`the ${options.flavour} base for ${suite}/${arch} needs package ${name}, which was not provided`);
     return pkg;
   });
-  const mtime = buildTimestamp(options.env).seconds;
   const groups: { group: string; packages: DebInput[] }[] = [];
   if (options.layering === 'per-package') {
     for (const pkg of packages) groups.push({ group: pkg.name, packages: [pkg] });
@@ -214,42 +225,68 @@ export async function writeBaseLayers(options: DebianBaseOptions): Promise<{ lay
       if (members.length > 0) groups.push({ group, packages: members });
     }
   }
-  const layers: PackagesLayer[] = [];
-  for (const [index, { group, packages: members }] of groups.entries()) {
-    const extra: LayerEntry[] = [];
-    // The merged-/usr aliases go in the first layer, so the dynamic loader's path
-    // (/lib64/ld-linux-x86-64.so.2, /lib/ld-linux-aarch64.so.1) resolves from the bottom up.
-    if (index === 0 && debianSuites[suite].mergedUsr) extra.push(...mergedUsrLinks(arch));
+  return groups.map(({ group, packages: members }, index) => {
+    const mergedUsrLinks = index === 0 && debianSuites[suite].mergedUsr;
     const holdsCerts = members.some((pkg) => pkg.name === 'ca-certificates');
+    const key = options.layerCache === false ? null : BlobStore.recordName(packagesLayerKey({ suite, arch, mtime: options.mtime, packages: members, cacheKey: baseLayerCacheKey(index, holdsCerts, mergedUsrLinks) }));
+    return { group, packages: members, mergedUsrLinks, holdsCerts, key };
+  });
+}
+
+function baseLayerCacheKey(index: number, holdsCerts: boolean, mergedUsrLinks: boolean): unknown {
+  return { kind: 'base', index, holdsCerts, mergedUsrLinks };
+}
+
+export interface DebianBaseOptions {
+  flavour: FlavourName;
+  suite: DebianSuite;
+  arch: Architecture;
+  store: BlobStore;
+  /** The layers to write, as planned by planBaseLayers. */
+  layers: BaseLayerPlan[];
+  mtime: number;
+  progress?: Progress;
+}
+
+/** Writes the planned layers of a base flavour, first to last. */
+export async function writeBaseLayers(options: DebianBaseOptions): Promise<PackagesLayer[]> {
+  const { suite, arch, store } = options;
+  const layers: PackagesLayer[] = [];
+  for (const [index, planned] of options.layers.entries()) {
     const { written, contentSize } = await writePackagesLayer({
       store,
-      packages: members,
+      packages: planned.packages,
       suite,
       arch,
-      mtime,
-      extra,
-      label: `${options.flavour}-${suite}-${arch} ${group}`,
+      mtime: options.mtime,
+      extra: planned.mergedUsrLinks ? mergedUsrLinks(arch) : [],
+      label: `${options.flavour}-${suite}-${arch} ${planned.group}`,
       progress: options.progress,
-      cacheKey: options.layerCache === false ? undefined : { kind: 'base', index, holdsCerts, mergedUsrLinks: extra.length > 0 },
-      derive: holdsCerts
+      cacheKey: planned.key === null ? undefined : baseLayerCacheKey(index, planned.holdsCerts, planned.mergedUsrLinks),
+      plannedKey: planned.key ?? undefined,
+      derive: planned.holdsCerts
         ? async (debs) => distrolessFiles(suite, await caBundleFrom(debs.find((deb) => deb.control.Package === 'ca-certificates')!))
         : undefined,
     });
     layers.push({
-      group,
-      packages: members,
+      group: planned.group,
+      packages: planned.packages,
       uncompressedSize: written.uncompressedSize,
       contentSize,
       layer: { descriptor: written.descriptor, diffId: written.diffId },
-      history: { created_by: `uvimage base ${options.flavour} (${suite}/${arch}): ${members.map((pkg) => `${pkg.name}=${pkg.version}`).join(' ')}`, comment: 'uvimage' },
+      history: { created_by: `uvimage base ${options.flavour} (${suite}/${arch}): ${planned.packages.map((pkg) => `${pkg.name}=${pkg.version}`).join(' ')}`, comment: 'uvimage' },
     });
   }
-  const changes: ConfigChanges = {
+  return layers;
+}
+
+/** The config distroless' flavours set: their Env, and root (or nonroot, like the :nonroot tags). */
+export function baseConfigChanges(nonroot: boolean): ConfigChanges {
+  return {
     Env: distrolessEnv,
-    User: options.nonroot ? String(NONROOT) : '0',
-    WorkingDir: options.nonroot ? '/home/nonroot' : '/',
+    User: nonroot ? String(NONROOT) : '0',
+    WorkingDir: nonroot ? '/home/nonroot' : '/',
   };
-  return { layers, changes };
 }
 
 /** A finished image of layers and changes; its config and manifest are put in the store. */

@@ -6,17 +6,18 @@
  */
 import { UserError } from '../errors.js';
 import type { Progress } from '../progress.js';
+import type { Digest } from '../oci/digest.js';
 import { Annotation, assembleIndex, buildTimestamp, type Artifact, type ConfigChanges, type Image, type MediaTypeFlavour } from '../oci/image.js';
 import type { BlobStore } from '../oci/store.js';
-import type { HostPycCompiler } from '../python/bytecode.js';
-import { assembleDebianImage, writeBaseLayers, type DebInput, type Layering, type PackagesLayer } from './base-image.js';
+import { openPycCompiler, type HostPycCompiler } from '../python/bytecode.js';
+import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers, type BaseLayerPlan, type DebInput, type Layering, type PackagesLayer } from './base-image.js';
 import type { Architecture } from '../facts/architectures.js';
-import type { DebianSuite } from '../facts/debian-suites.js';
+import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import { flavourPackages, isFlavour, type FlavourName } from './flavours.js';
 import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './repository.js';
-import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock } from './lock.js';
+import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock, type DebianLock } from './lock.js';
 import { resolvePackages } from './resolver.js';
-import { pythonPackageFor, runtimeExcludes, writePythonRuntimeLayer } from './runtime.js';
+import { pythonPackageFor, pythonRuntimeLayerKey, runtimeExcludes, writePythonRuntimeLayer } from './runtime.js';
 
 /** The bases `uvimage base` builds: distroless' four flavours, and Debian's CPython on cc. */
 export const baseNames = ['static', 'base-nossl', 'base', 'cc', 'python3'] as const;
@@ -47,7 +48,10 @@ export interface BuildDebianBaseOptions {
   /** Resolve again and rewrite the lock instead of following it. */
   updateLock?: boolean;
   mediaTypes?: MediaTypeFlavour;
+  /** An open compiler for the python3 runtime's standard library; default: one is opened for the plan's interpreter. */
   compiler?: HostPycCompiler;
+  /** The CPython that compiles the python3 runtime's bytecode (its version is part of the layer's key). */
+  bytecode?: BytecodeInterpreter;
   progress?: Progress;
   env?: NodeJS.ProcessEnv;
 }
@@ -82,7 +86,7 @@ export function planBasePackages(index: PackageIndex, base: BaseName, suite: Deb
 }
 
 /** What a base needs from the index: enough to fetch and verify each .deb. */
-type PlannedDeb = Pick<DebianPackage, 'name' | 'version' | 'arch' | 'sha256' | 'size' | 'archiveUrl' | 'filename'>;
+export type PlannedDeb = Pick<DebianPackage, 'name' | 'version' | 'arch' | 'sha256' | 'size' | 'archiveUrl' | 'filename'>;
 
 /**
  * planBasePackages, cached by the index's identity: the package list only changes when the
@@ -115,20 +119,18 @@ function baseRoots(base: BaseName, suite: DebianSuite): string[] {
   return [...flavourPackages(flavour, suite), ...(base === 'python3' ? [pythonPackageFor(suite)] : [])];
 }
 
-/** The base's packages from its lock, or resolved and written to a new lock. */
+/** The base's packages from its lock, or resolved (and the lock to write, which execution writes). */
 async function lockedBasePackages(
   source: DebianSource,
   store: BlobStore,
   options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'offline' | 'progress' | 'updateLock'> & { lockPath: string },
-): Promise<{ base: PlannedDeb[]; runtime: PlannedDeb[] }> {
+): Promise<{ base: PlannedDeb[]; runtime: PlannedDeb[]; writeLock?: { path: string; lock: DebianLock } }> {
   const roots = baseRoots(options.base, options.suite);
   const exclude = options.base === 'python3' ? runtimeExcludes : [];
   const lock = options.updateLock ? undefined : await readDebianLock(options.lockPath);
   if (!lock) {
     const planned = await plannedBasePackages(source, store, options);
-    await writeDebianLock(options.lockPath, createDebianLock(source, roots, [...planned.base, ...planned.runtime], exclude));
-    options.progress?.info(`wrote the Debian lock ${options.lockPath}`);
-    return planned;
+    return { ...planned, writeLock: { path: options.lockPath, lock: createDebianLock(source, roots, [...planned.base, ...planned.runtime], exclude) } };
   }
   const locked = packagesFromLock(lock, source, roots, exclude, options.lockPath);
   const byName = new Map(lock.packages.map((pkg) => [pkg.name, pkg]));
@@ -143,44 +145,134 @@ async function lockedBasePackages(
   };
 }
 
-/** Builds one base for one architecture. */
-export async function buildDebianBase(options: BuildDebianBaseOptions): Promise<BuiltDebianBase> {
-  const { store, suite, arch } = options;
-  const source = debianSourceFrom({ suite, arch, mirror: options.mirror, securityMirror: options.securityMirror, env: options.env });
-  const plan = options.lockPath ? await lockedBasePackages(source, store, { ...options, lockPath: options.lockPath }) : await plannedBasePackages(source, store, options);
-  const all = [...plan.base, ...plan.runtime];
-  const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress });
-  const inputs = all.map((pkg, position): DebInput => ({ name: pkg.name, version: pkg.version, arch: pkg.arch, digest: digests[position]! }));
+/**
+ * A Debian base as planned before any .deb is fetched: the packages (from the signed index, or
+ * the lock), the layers with their keys, the config. Writing it (writeDebianBase) takes no
+ * decision this does not record.
+ */
+export interface DebianBasePlan {
+  base: BaseName;
+  suite: DebianSuite;
+  arch: Architecture;
+  /** The flavour's packages, then (python3) the interpreter's closure beyond them; each verified by sha256 when fetched. */
+  packages: { base: PlannedDeb[]; runtime: PlannedDeb[] };
+  /** The Debian lock written with this base (the lock file was missing, or --update-lock). */
+  writeLock?: { path: string; lock: DebianLock };
+  layers: BaseLayerPlan[];
+  /** The python3 runtime layer: its packages, the CPython that precompiles its standard library, its key. */
+  runtimeLayer?: { packages: DebInput[]; compiler: BytecodeInterpreter; key: string | null };
+  /** The image config the flavour sets (distroless' Env, user, workdir; python3's entrypoint). */
+  changes: ConfigChanges;
+  mtime: number;
+}
+
+/** A CPython on this machine that compiles bytecode: which one, and what it is. */
+export interface BytecodeInterpreter {
+  interpreter: string;
+  version: string;
+  cacheTag: string;
+}
+
+/** What a .deb of the plan is as an input of a layer: known by its sha256 from the index. */
+function debInput(pkg: PlannedDeb): DebInput {
+  return { name: pkg.name, version: pkg.version, arch: pkg.arch, digest: `sha256:${pkg.sha256}` as Digest };
+}
+
+/** The packages of a base as read from the signed index (or its lock), before any .deb is fetched. */
+export interface ResolvedBasePackages {
+  base: PlannedDeb[];
+  runtime: PlannedDeb[];
+  /** The lock to write with the base (the lock file was missing, or --update-lock). */
+  writeLock?: { path: string; lock: DebianLock };
+}
+
+/** Reads what a base is made of: the signed index (cached by its identity), or the lock. */
+export async function resolveBasePackages(options: BuildDebianBaseOptions): Promise<ResolvedBasePackages> {
+  const source = debianSourceFrom({ suite: options.suite, arch: options.arch, mirror: options.mirror, securityMirror: options.securityMirror, env: options.env });
+  return options.lockPath ? lockedBasePackages(source, options.store, { ...options, lockPath: options.lockPath }) : plannedBasePackages(source, options.store, options);
+}
+
+/** The plan of a base from its resolved packages: layers and their keys, the config. Pure. */
+export function planDebianBaseFrom(
+  resolved: ResolvedBasePackages,
+  options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'arch' | 'layering' | 'layerCache' | 'nonroot' | 'bytecode'> & { mtime: number },
+): DebianBasePlan {
+  const { suite, arch, mtime } = options;
   const flavour: FlavourName = options.base === 'python3' ? 'cc' : options.base;
   if (!isFlavour(flavour)) throw new UserError(`unknown flavour ${flavour}`);
-  const { layers, changes } = await writeBaseLayers({
+  const layers = planBaseLayers({
     flavour,
     suite,
     arch,
-    store,
-    packages: new Map(inputs.slice(0, plan.base.length).map((input) => [input.name, input])),
+    packages: new Map(resolved.base.map((pkg) => [pkg.name, debInput(pkg)])),
+    mtime,
     layering: options.layering,
     layerCache: options.layerCache,
-    nonroot: options.nonroot,
-    env: options.env,
-    progress: options.progress,
   });
-  let configChanges: ConfigChanges = changes;
+  let changes = baseConfigChanges(options.nonroot ?? false);
+  let runtimeLayer: DebianBasePlan['runtimeLayer'];
   if (options.base === 'python3') {
-    const runtime = await writePythonRuntimeLayer({
-      store,
-      suite,
-      arch,
-      packages: inputs.slice(plan.base.length),
-      mtime: buildTimestamp(options.env).seconds,
-      compiler: options.compiler,
-      layerCache: options.layerCache,
-      progress: options.progress,
-    });
-    layers.push(runtime);
-    configChanges = { ...changes, Entrypoint: ['/usr/bin/python3'] };
+    const compiler = requireBytecode(options);
+    const packages = resolved.runtime.map(debInput);
+    runtimeLayer = { packages, compiler, key: options.layerCache === false ? null : pythonRuntimeLayerKey({ suite, arch, mtime, packages, compiler }) };
+    changes = { ...changes, Entrypoint: ['/usr/bin/python3'] };
   }
-  const image = await assembleDebianImage({ store, arch, layers, changes: configChanges, flavour: options.mediaTypes, env: options.env });
+  return { base: options.base, suite, arch, packages: { base: resolved.base, runtime: resolved.runtime }, writeLock: resolved.writeLock, layers, runtimeLayer, changes, mtime };
+}
+
+/** The CPython that precompiles the python3 runtime's standard library; without one, one line saying what to install. */
+function requireBytecode(options: Pick<BuildDebianBaseOptions, 'suite' | 'bytecode'>): BytecodeInterpreter {
+  if (options.bytecode) return options.bytecode;
+  const minor = debianSuites[options.suite].python;
+  throw new UserError(`precompiling Debian's Python ${minor} standard library needs a CPython ${minor} on this machine (uv python install ${minor}, or pyenv); none was found`);
+}
+
+/** Plans one base for one architecture: reads the signed index (or the lock); writes nothing. */
+export async function planDebianBase(options: BuildDebianBaseOptions): Promise<DebianBasePlan> {
+  if (options.base === 'python3') requireBytecode(options); // before the index is read
+  return planDebianBaseFrom(await resolveBasePackages(options), { ...options, mtime: buildTimestamp(options.env).seconds });
+}
+
+/** Writes a planned base: the lock (if planned), the verified .debs, the layers, the image. */
+export async function writeDebianBase(
+  plan: DebianBasePlan,
+  options: Pick<BuildDebianBaseOptions, 'store' | 'offline' | 'progress' | 'mediaTypes' | 'env' | 'compiler'>,
+): Promise<BuiltDebianBase> {
+  const { store } = options;
+  if (plan.writeLock) {
+    await writeDebianLock(plan.writeLock.path, plan.writeLock.lock);
+    options.progress?.info(`wrote the Debian lock ${plan.writeLock.path}`);
+  }
+  const all = [...plan.packages.base, ...plan.packages.runtime];
+  const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress });
+  const inputs = all.map((pkg, position): DebInput => ({ ...debInput(pkg), digest: digests[position]! }));
+  const flavour: FlavourName = plan.base === 'python3' ? 'cc' : plan.base;
+  const layers = await writeBaseLayers({ flavour, suite: plan.suite, arch: plan.arch, store, layers: plan.layers, mtime: plan.mtime, progress: options.progress });
+  if (plan.runtimeLayer) {
+    const planned = plan.runtimeLayer;
+    const compiler = options.compiler ?? (await openPycCompiler(debianSuites[plan.suite].python, { interpreter: planned.compiler.interpreter }));
+    try {
+      if (!compiler || compiler.version !== planned.compiler.version) {
+        throw new UserError(`the CPython that compiles the runtime's bytecode changed while building: planned ${planned.compiler.interpreter} ${planned.compiler.version}, found ${compiler ? `${compiler.interpreter} ${compiler.version}` : 'none'}`);
+      }
+      layers.push(
+        await writePythonRuntimeLayer({
+          store,
+          suite: plan.suite,
+          arch: plan.arch,
+          packages: planned.packages,
+          mtime: plan.mtime,
+          compiler,
+          layerCache: planned.key !== null,
+          plannedKey: planned.key ?? undefined,
+          progress: options.progress,
+        }),
+      );
+    } finally {
+      if (!options.compiler) await compiler?.close();
+    }
+  }
+  const image = await assembleDebianImage({ store, arch: plan.arch, layers, changes: plan.changes, flavour: options.mediaTypes, env: options.env });
   return {
     image,
     layers,
@@ -191,15 +283,34 @@ export async function buildDebianBase(options: BuildDebianBaseOptions): Promise<
   };
 }
 
+/** Plans and writes one base for one architecture. */
+export async function buildDebianBase(options: BuildDebianBaseOptions): Promise<BuiltDebianBase> {
+  const bytecode = options.base === 'python3' && !options.bytecode ? await bytecodeOf(options) : options.bytecode;
+  return writeDebianBase(await planDebianBase({ ...options, bytecode }), options);
+}
+
+/** The compiler's identity, for a base that needs one: the given compiler, else the host's CPython of the suite's minor. */
+async function bytecodeOf(options: BuildDebianBaseOptions): Promise<BytecodeInterpreter | undefined> {
+  if (options.compiler) return { interpreter: options.compiler.interpreter, version: options.compiler.version, cacheTag: options.compiler.cacheTag };
+  const compiler = await openPycCompiler(debianSuites[options.suite].python, { env: options.env });
+  if (!compiler) return undefined;
+  await compiler.close();
+  return { interpreter: compiler.interpreter, version: compiler.version, cacheTag: compiler.cacheTag };
+}
+
 /** Builds a base for each architecture: one image, or an index of several. */
 export async function buildDebianBaseArtifact(options: Omit<BuildDebianBaseOptions, 'arch'> & { arches: Architecture[] }): Promise<{ artifact: Artifact; builds: BuiltDebianBase[] }> {
   if (options.arches.length === 0) throw new UserError('no platform to build for');
   if (new Set(options.arches).size !== options.arches.length) throw new UserError('a platform is listed twice');
-  const builds: BuiltDebianBase[] = [];
   if (options.lockPath && options.arches.length > 1 && !options.lockPath.includes('{arch}')) {
     throw new UserError(`--lock ${options.lockPath}: a lock is per architecture; with several platforms put {arch} in its name (e.g. base-{arch}.lock)`);
   }
-  for (const arch of options.arches) builds.push(await buildDebianBase({ ...options, arch, lockPath: lockPathFor(options.lockPath, arch) }));
+  // Every architecture is planned before anything is fetched, so a problem with any of them fails first.
+  const plans: DebianBasePlan[] = [];
+  const bytecode = options.base === 'python3' && !options.bytecode ? await bytecodeOf({ ...options, arch: options.arches[0]! }) : options.bytecode;
+  for (const arch of options.arches) plans.push(await planDebianBase({ ...options, arch, bytecode, lockPath: lockPathFor(options.lockPath, arch) }));
+  const builds: BuiltDebianBase[] = [];
+  for (const plan of plans) builds.push(await writeDebianBase(plan, options));
   if (builds.length === 1) return { artifact: { kind: 'image', image: builds[0]!.image }, builds };
   const created = buildTimestamp(options.env);
   const index = assembleIndex(

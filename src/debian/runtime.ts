@@ -12,10 +12,10 @@ import { open, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { UserError } from '../errors.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
-import type { BlobStore } from '../oci/store.js';
+import { BlobStore } from '../oci/store.js';
 import type { Progress } from '../progress.js';
 import { openPycCompiler, pycPathFor, type HostPycCompiler } from '../python/bytecode.js';
-import { writePackagesLayer, type DebInput, type PackagesLayer } from './base-image.js';
+import { packagesLayerKey, writePackagesLayer, type DebInput, type PackagesLayer } from './base-image.js';
 import type { DebFile, OpenedDeb } from './deb.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
@@ -43,7 +43,19 @@ export interface PythonRuntimeLayerOptions {
   compiler?: HostPycCompiler;
   /** Reuse a runtime layer built before from the same packages and compiler (default true). */
   layerCache?: boolean;
+  /** The record name the plan gave the layer (pythonRuntimeLayerKey). */
+  plannedKey?: string;
   progress?: Progress;
+}
+
+/** The pycs depend on the compiling interpreter's exact version as well as on the sources. */
+function runtimeCacheKey(compiler: { version: string; cacheTag: string }): unknown {
+  return { kind: 'python-runtime', compiler: compiler.version, cacheTag: compiler.cacheTag };
+}
+
+/** The record name of the runtime layer of these packages, compiled by this interpreter. */
+export function pythonRuntimeLayerKey(options: Pick<PythonRuntimeLayerOptions, 'suite' | 'arch' | 'mtime' | 'packages'> & { compiler: { version: string; cacheTag: string } }): string {
+  return BlobStore.recordName(packagesLayerKey({ ...options, cacheKey: runtimeCacheKey(options.compiler) }));
 }
 
 /** What the layer holds beside the packages: the pycs, and /usr/bin/python3. */
@@ -73,8 +85,8 @@ export async function writePythonRuntimeLayer(options: PythonRuntimeLayerOptions
       mtime: options.mtime,
       label: `python${minor}-${suite}-${options.arch} runtime`,
       progress: options.progress,
-      // The pycs depend on the compiling interpreter's exact version as well as on the sources.
-      cacheKey: options.layerCache === false ? undefined : { kind: 'python-runtime', compiler: compiler.version, cacheTag: compiler.cacheTag },
+      cacheKey: options.layerCache === false ? undefined : runtimeCacheKey(compiler),
+      plannedKey: options.plannedKey,
       extra: [{ type: 'symlink', path: 'usr/bin/python3', target: `python${minor}` }],
       keep: (path) => keepPackageFile(path) && !isCruft(path),
       derive: async (debs) => {

@@ -159,30 +159,36 @@ export function extendConfig(options: {
   created: string;
 }): ImageConfig {
   const { base, platform, added, changes, created } = options;
-  const baseRuntime: ContainerConfig = base?.config ?? {};
-  const runtime: ContainerConfig = { ...baseRuntime };
-  for (const [key, value] of Object.entries(changes) as [keyof ContainerConfig, unknown][]) {
-    if (value === undefined || key === 'Env' || key === 'Labels' || key === 'ExposedPorts') continue;
-    (runtime as Record<string, unknown>)[key] = value;
-  }
-  if (changes.Env) runtime.Env = mergeEnv(baseRuntime.Env ?? [], changes.Env);
-  if (changes.Labels) runtime.Labels = { ...(baseRuntime.Labels ?? {}), ...changes.Labels };
-  if (changes.ExposedPorts) runtime.ExposedPorts = { ...(baseRuntime.ExposedPorts ?? {}), ...changes.ExposedPorts };
-  // An explicit Entrypoint without Cmd must not inherit the base's Cmd (docker does the same).
-  if (changes.Entrypoint && !changes.Cmd) delete runtime.Cmd;
-
   const config: ImageConfig = {
     ...(base ?? {}),
     created,
     architecture: platform.architecture,
     os: platform.os,
-    config: sortKeys(runtime),
+    config: mergeContainerConfig(base?.config ?? {}, changes),
     rootfs: { type: 'layers', diff_ids: [...(base?.rootfs.diff_ids ?? []), ...added.map((entry) => entry.layer.diffId)] },
     history: [...(base?.history ?? []), ...added.map((entry) => ({ created, ...entry.history }))],
   };
   if (platform.variant) config.variant = platform.variant;
   else delete config.variant;
   return config;
+}
+
+/**
+ * A base's runtime settings with changes over them: Env merged by variable name, Labels and
+ * ExposedPorts merged, everything else replaced where the changes set it.
+ */
+export function mergeContainerConfig(base: ContainerConfig, changes: ConfigChanges): ContainerConfig {
+  const runtime: ContainerConfig = { ...base };
+  for (const [key, value] of Object.entries(changes) as [keyof ContainerConfig, unknown][]) {
+    if (value === undefined || key === 'Env' || key === 'Labels' || key === 'ExposedPorts') continue;
+    (runtime as Record<string, unknown>)[key] = value;
+  }
+  if (changes.Env) runtime.Env = mergeEnv(base.Env ?? [], changes.Env);
+  if (changes.Labels) runtime.Labels = { ...(base.Labels ?? {}), ...changes.Labels };
+  if (changes.ExposedPorts) runtime.ExposedPorts = { ...(base.ExposedPorts ?? {}), ...changes.ExposedPorts };
+  // An explicit Entrypoint without Cmd must not inherit the base's Cmd (docker does the same).
+  if (changes.Entrypoint && !changes.Cmd) delete runtime.Cmd;
+  return sortKeys(runtime);
 }
 
 function mergeEnv(base: string[], changes: string[]): string[] {

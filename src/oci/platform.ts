@@ -9,17 +9,24 @@ export interface Platform {
 }
 
 /** Parses `linux/amd64`, `linux/arm64/v8`, `linux/arm/v7`. */
-export function parsePlatform(text: string): Platform {
+export function parsePlatform(text: string, what = '--platform'): Platform {
   const parts = text.trim().split('/');
   const [os, architecture, variant] = parts;
   if (parts.length < 2 || parts.length > 3 || !os || !architecture) {
-    throw new UserError(`--platform: "${text}" is not of the form os/arch[/variant], e.g. linux/amd64`);
+    throw new UserError(`${what}: "${text}" is not of the form os/arch[/variant], e.g. linux/amd64`);
   }
   return variant ? { os, architecture, variant } : { os, architecture };
 }
 
-export function parsePlatformList(text: string): Platform[] {
-  return text.split(',').filter((part) => part.trim() !== '').map(parsePlatform);
+/** A comma-separated list of platforms, each once (a platform listed twice is an error before any work). */
+export function parsePlatformList(text: string, what = '--platform'): Platform[] {
+  const platforms: Platform[] = [];
+  for (const part of text.split(',').filter((entry) => entry.trim() !== '')) {
+    const platform = parsePlatform(part, what);
+    if (platforms.some((seen) => platformMatches(seen, platform) || platformMatches(platform, seen))) throw new UserError(`${what}: ${part.trim()} is listed twice`);
+    platforms.push(platform);
+  }
+  return platforms;
 }
 
 /** The OCI platform of an architecture uvimage builds for (arm64 with its v8 variant, as images record it). */

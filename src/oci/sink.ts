@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Progress } from '../progress.js';
 import type { Artifact, Layer } from './image.js';
+import type { Platform } from './platform.js';
 
 /** Gives the bytes of any blob an artifact refers to (from the store, fetching pulled layers on demand). */
 export interface BlobSource {
@@ -35,5 +36,17 @@ export interface SinkResult {
  */
 export interface Sink {
   readonly name: SinkResult['sink'];
+  /**
+   * Checks, before any work, what can be known about the output already: that its destination can
+   * be written, that the tags fit it, that the platform it takes will be built. A failure is one
+   * line, and nothing has been downloaded or written.
+   */
+  check?(context: SinkCheckContext): Promise<void>;
   write(artifact: Artifact, context: SinkContext): Promise<SinkResult>;
+}
+
+export interface SinkCheckContext {
+  tags: string[];
+  /** The platforms the build produces. */
+  platforms: Platform[];
 }

@@ -271,9 +271,14 @@ export class BlobStore {
     await rename(temp, path);
   }
 
+  /** The name a record of `key` has (its file is records/<kind>/<name>.json): the sha256 of the key text. */
+  static recordName(key: string): string {
+    // Keys are arbitrary strings (refs, cache keys); hashing makes them safe file names.
+    return createHash('sha256').update(key).digest('hex');
+  }
+
   private recordPath(kind: string, key: string): string {
-    // Keys are arbitrary strings (refs, cache keys); hash them into safe file names.
-    return join(this.root, 'records', kind, createHash('sha256').update(key).digest('hex') + '.json');
+    return join(this.root, 'records', kind, `${BlobStore.recordName(key)}.json`);
   }
 
   /** @internal used by BlobWriter */

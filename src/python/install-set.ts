@@ -153,20 +153,22 @@ function edgeActive(dependency: LockDependency, environment: MarkerEnvironment, 
   return evaluateMarker(dependency.marker, environment, activations);
 }
 
-/** The target's Python must satisfy the lock's requires-python: the lock's markers were simplified under it. */
-function checkRequiresPython(lock: UvLock, target: PythonTarget, environment: MarkerEnvironment): void {
+/** A Python version must satisfy the lock's requires-python: the lock's markers were simplified under it. */
+export function checkLockAllowsPython(lock: UvLock, version: string): void {
   if (!lock.requiresPython) return;
   let ok: boolean;
   try {
-    ok = matchesSpecifiers(environment.python_full_version, lock.requiresPython);
+    ok = matchesSpecifiers(version, lock.requiresPython);
   } catch {
     throw new UserError(`${lock.path}: requires-python ${JSON.stringify(lock.requiresPython)} is not a valid specifier`);
   }
   if (!ok) {
-    throw new UserError(
-      `the project requires Python ${lock.requiresPython} (uv.lock) but the target Python is ${environment.python_full_version}; choose a matching --python`,
-    );
+    throw new UserError(`the project requires Python ${lock.requiresPython} (uv.lock) but the target Python is ${version}; choose a matching --python`);
   }
+}
+
+function checkRequiresPython(lock: UvLock, target: PythonTarget, environment: MarkerEnvironment): void {
+  checkLockAllowsPython(lock, environment.python_full_version);
   if (lock.supportedMarkers?.length && !lock.supportedMarkers.some((marker) => evaluateMarker(marker, environment))) {
     throw new UserError(
       `uv.lock was resolved only for the environments ${lock.supportedMarkers.map((m) => JSON.stringify(m)).join(', ')} ([tool.uv] environments), which do not include ${describeTarget(target)}`,
@@ -174,12 +176,20 @@ function checkRequiresPython(lock: UvLock, target: PythonTarget, environment: Ma
   }
 }
 
-/** Plans the virtualenv of `project` for `target`, from `lock`. */
-export function planInstall(project: PyProject, lock: UvLock, target: PythonTarget, options: InstallOptions = DEFAULT_INSTALL_OPTIONS): InstallPlan {
-  const environment = markerEnvironment(target);
-  checkRequiresPython(lock, target, environment);
-  const lockDir = dirname(lock.path);
-  const indexOf = packageIndex(lock);
+/** What an install starts from, whatever the target: the workspace packages it roots at, and the extras and groups asked for, checked. */
+interface InstallRoots {
+  rootPackage: LockPackage | undefined;
+  roots: LockPackage[];
+  isMember: (pkg: LockPackage) => boolean;
+  extras: string[];
+  groups: string[];
+}
+
+/**
+ * The roots of an install and its extras and groups, each checked against what the project and the
+ * lock declare. Independent of the target, so a wrong name fails before anything is downloaded.
+ */
+export function checkInstallOptions(project: PyProject, lock: UvLock, options: InstallOptions = DEFAULT_INSTALL_OPTIONS): InstallRoots {
 
   // The workspace's own packages: the lock's manifest members (or just the project).
   const memberNames = new Set((lock.manifest.members.length ? lock.manifest.members : project.name ? [project.name] : []).map(normalizeName));
@@ -224,7 +234,16 @@ export function planInstall(project: PyProject, lock: UvLock, target: PythonTarg
       throw new UserError(`the project has no dependency group ${JSON.stringify(group)}${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`);
     }
   }
-  groups = groups.sort();
+  return { rootPackage, roots, isMember, extras, groups: groups.sort() };
+}
+
+/** Plans the virtualenv of `project` for `target`, from `lock`. */
+export function planInstall(project: PyProject, lock: UvLock, target: PythonTarget, options: InstallOptions = DEFAULT_INSTALL_OPTIONS): InstallPlan {
+  const environment = markerEnvironment(target);
+  checkRequiresPython(lock, target, environment);
+  const lockDir = dirname(lock.path);
+  const indexOf = packageIndex(lock);
+  const { rootPackage, roots, isMember, extras, groups } = checkInstallOptions(project, lock, options);
   const onlyGroups = options.onlyGroups.length > 0;
 
   // Activated conflict items start with the roots' extras and groups; following edges into

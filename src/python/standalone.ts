@@ -20,7 +20,8 @@ import { readElf } from '../binary/elf.js';
 import type { Digest } from '../oci/digest.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { spoolTar, spooledLayerEntries, type SpooledMember, type SpooledTar } from '../oci/spooled-tar.js';
-import type { BlobStore } from '../oci/store.js';
+import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
+import { BlobStore } from '../oci/store.js';
 import { compareVersions } from './pep440.js';
 import { architectures, findArchitecture, type PythonArch } from '../facts/architectures.js';
 import { standaloneDownloadRows } from './standalone-downloads.js';
@@ -210,6 +211,13 @@ function trimRules(minor: string): { rule: string; test: (path: string) => boole
   ];
 }
 
+/** The rules trimming applies, by name, for the plan (what each removed is known once the archive is read). */
+export function trimRuleNames(minor: string): string[] {
+  return [...trimRules(minor).map((rule) => rule.rule), libpythonRule];
+}
+
+const libpythonRule = 'libpython (nothing in the runtime links it)';
+
 /**
  * Reads a standalone archive from the store into layer entries under `root` (default /python),
  * trimmed unless `keepAll`. Timestamp-based .pyc files are rewritten to the layer's mtime (the
@@ -254,7 +262,7 @@ export async function openStandaloneRuntime(
     });
     const unlinkedLibpython = options.keepAll ? [] : await unusedLibpython(archive, kept, relative);
     if (unlinkedLibpython.length > 0) {
-      const group = { rule: 'libpython (nothing in the runtime links it)', files: 0, bytes: 0 };
+      const group = { rule: libpythonRule, files: 0, bytes: 0 };
       for (const member of unlinkedLibpython) {
         if (member.type === 'file') {
           group.files++;
@@ -288,6 +296,50 @@ export async function openStandaloneRuntime(
     await archive.close();
     throw error;
   }
+}
+
+/** The key text of a runtime layer: the archive, whether it is trimmed, the mtime, where it goes. */
+function standaloneLayerKeyText(options: { archive: Digest; trim: boolean; mtime: number; root: string }): string {
+  return JSON.stringify({ format: 1, layerEncoding, archive: options.archive, trim: options.trim, mtime: options.mtime, root: options.root });
+}
+
+/** The record name (`standalone-layer`) of the runtime layer of an archive: known before it is downloaded. */
+export function standaloneLayerKey(options: { archive: Digest; trim: boolean; mtime: number; root: string }): string {
+  return BlobStore.recordName(standaloneLayerKeyText(options));
+}
+
+/** The runtime layer of a standalone archive and what went into it. */
+export interface StandaloneLayer {
+  layer: WrittenLayer;
+  interpreter: string;
+  removed: TrimmedGroup[];
+}
+
+/**
+ * The runtime layer of a python-build-standalone archive in the store, cached by its inputs:
+ * writing it takes seconds, and it only changes with the archive, the trimming or the timestamp.
+ */
+export async function writeStandaloneLayer(
+  store: BlobStore,
+  options: { archive: Digest; version: string; trim: boolean; mtime: number; root: string; plannedKey?: string; progress?: Progress },
+): Promise<StandaloneLayer> {
+  const key = standaloneLayerKeyText(options);
+  if (options.plannedKey !== undefined && options.plannedKey !== BlobStore.recordName(key)) throw new Error('the runtime layer\'s key is not the planned one');
+  return store.cached(
+    'standalone-layer',
+    key,
+    async () => {
+      const runtime = await openStandaloneRuntime(options.archive, store, { version: options.version, root: options.root, keepAll: !options.trim, mtime: options.mtime });
+      try {
+        options.progress?.info(`writing the Python ${options.version} runtime layer`);
+        const layer = await writeLayer(store, runtime.entries, { mtime: options.mtime });
+        return { layer, interpreter: runtime.interpreter, removed: runtime.removed };
+      } finally {
+        await runtime.close();
+      }
+    },
+    { blobs: (value) => [value.layer?.descriptor?.digest] },
+  );
 }
 
 /** The libpython shared libraries, when no kept ELF file needs them (python-build-standalone links statically since 2025). */

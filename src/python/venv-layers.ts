@@ -21,7 +21,7 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import { buildTimestamp } from '../oci/image.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
-import type { BlobStore } from '../oci/store.js';
+import { BlobStore } from '../oci/store.js';
 import { buildWheel, hostArch, isPureWheel } from './build-wheel.js';
 import { cpythonCacheTag, openPycCompiler, type HostPycCompiler, type PycCompiler } from './bytecode.js';
 import { downloadWheel, type DownloadedWheel, type DownloadProgress, type PackageIndex } from './download.js';
@@ -74,7 +74,98 @@ export interface BuildVenvLayersOptions {
   reuse?: boolean;
   /** direct_url.json `url` of the project and members; default file://<their directory>, as uv writes it. */
   directUrlFor?: (dir: string) => string;
+  /** The layers to write, as planned (planVenvLayers); default: planned here from the same options. */
+  layers?: VenvLayerPlan[];
 }
+
+/**
+ * One planned venv layer: which packages go in it, and the record key of the layer when every
+ * wheel's digest is known before anything is built (from the lock); a layer holding a wheel built
+ * here (the project, a member, an sdist, a git or path source) is keyed once that wheel exists.
+ */
+export interface VenvLayerPlan {
+  role: 'dependencies' | 'dependency' | 'project';
+  label: string;
+  /** Whether the layer carries the venv skeleton (pyvenv.cfg, interpreter links): the first one does. */
+  skeleton: boolean;
+  /** The packages, in the order they are installed: name, version, and the locked wheel or what is built. */
+  packages: { name: string; version: string; wheel?: string; built?: true }[];
+  /** The layer's record name in the store (`venv-layer`), or null until its built wheels exist. */
+  key: string | null;
+}
+
+/** What the options fix about every venv layer's content, beside its wheels: part of each layer's key. */
+function venvKeyBase(options: Pick<BuildVenvLayersOptions, 'venvRoot' | 'runtime' | 'mtime' | 'installer'>, pyc: { version: string } | undefined) {
+  const scheme = venvScheme(options.venvRoot ?? defaultVenvRoot, options.runtime.version);
+  const runtime: VenvRuntime = { interpreter: options.runtime.interpreter, home: options.runtime.home, version: options.runtime.version };
+  return {
+    format: venvLayerFormat,
+    layerEncoding,
+    root: scheme.root,
+    runtime,
+    mtime: options.mtime ?? buildTimestamp().seconds,
+    installer: options.installer ?? 'uvimage',
+    pyc: pyc ? [pyc.version, cpythonCacheTag(options.runtime.version)] : null,
+  };
+}
+
+/** The key text of one venv layer (its record name is BlobStore.recordName of it). */
+function venvLayerKey(base: ReturnType<typeof venvKeyBase>, skeleton: string | false, wheels: { filename: string; digest: Digest; directUrl?: string }[]): string {
+  return JSON.stringify({ ...base, skeleton, wheels: wheels.map((wheel) => [wheel.filename, wheel.digest, wheel.directUrl ?? null]) });
+}
+
+/** Packages of the plan that go into the venv, in name order: what is downloaded and what is built. */
+function venvPackages(plan: InstallPlan): PlannedPackage[] {
+  return plan.packages
+    .filter((pkg) => !(pkg.kind === 'build' && pkg.member && plan.project.virtual && normalizeName(pkg.name) === normalizeName(plan.project.name)))
+    .sort((a, b) => compareNormalized(a.name, b.name));
+}
+
+function compareNormalized(a: string, b: string): number {
+  const left = normalizeName(a);
+  const right = normalizeName(b);
+  return left < right ? -1 : left > right ? 1 : 0;
+}
+
+/**
+ * Which layer each package goes to, and the keys that can be known before any download or
+ * build. Pure. `bytecode` is the version of the CPython that will compile the venv's bytecode
+ * (undefined: no bytecode), as it is part of every key.
+ */
+export function planVenvLayers(
+  plan: InstallPlan,
+  options: Pick<BuildVenvLayersOptions, 'venvRoot' | 'runtime' | 'mtime' | 'installer' | 'ownLayer' | 'prompt' | 'projectDir' | 'directUrlFor'> & { bytecode?: { version: string } },
+): VenvLayerPlan[] {
+  const base = venvKeyBase(options, options.bytecode);
+  const prompt = options.prompt ?? plan.project.name;
+  const ownPackages = new Set((options.ownLayer?.packages ?? []).map(normalizeName));
+  const minBytes = options.ownLayer?.minBytes;
+  const packages = venvPackages(plan);
+  const member = (pkg: PlannedPackage) => pkg.kind === 'build' && pkg.member;
+  const own = packages.filter((pkg) => !member(pkg) && (ownPackages.has(normalizeName(pkg.name)) || (minBytes !== undefined && pkg.kind === 'wheel' && (pkg.wheel.size ?? 0) >= minBytes)));
+  const shared = packages.filter((pkg) => !member(pkg) && !own.includes(pkg));
+  const members = packages.filter(member);
+  const layer = (role: VenvLayerPlan['role'], label: string, group: PlannedPackage[], skeleton: boolean): VenvLayerPlan => {
+    const known = group.every((pkg) => pkg.kind === 'wheel' && pkg.wheel.hash !== undefined && isDigest(pkg.wheel.hash));
+    const key = known
+      ? BlobStore.recordName(venvLayerKey(base, skeleton ? prompt : false, group.map((pkg) => ({ filename: (pkg as WheelPackage).wheel.filename, digest: (pkg as WheelPackage).wheel.hash as Digest }))))
+      : null;
+    return {
+      role,
+      label,
+      skeleton,
+      packages: group.map((pkg) => (pkg.kind === 'wheel' ? { name: pkg.name, version: pkg.version, wheel: pkg.wheel.filename } : { name: pkg.name, version: pkg.version ?? '', built: true as const })),
+      key,
+    };
+  };
+  return [
+    layer('dependencies', 'dependencies', shared, true),
+    ...own.map((pkg) => layer('dependency', `dependency ${pkg.name}`, [pkg], false)),
+    layer('project', 'project', members, false),
+  ];
+}
+
+type WheelPackage = Extract<PlannedPackage, { kind: 'wheel' }>;
 
 export interface InstalledPackage {
   name: string;
@@ -123,7 +214,8 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     // fetched: a layer whose key matches is reused without reading (or downloading) any wheel.
     // The others are fetched when a layer needs them, at most `concurrency` at once, each
     // verified against the lock as it streams into the store (or rehashed there once).
-    const remote = plan.packages.filter((pkg): pkg is Extract<PlannedPackage, { kind: 'wheel' }> => pkg.kind === 'wheel');
+    const layers = options.layers ?? planVenvLayers(plan, { ...options, bytecode: options.compiler });
+    const remote = plan.packages.filter((pkg): pkg is WheelPackage => pkg.kind === 'wheel');
     const limit = semaphore(Math.max(1, options.concurrency ?? 8));
     const downloadOptions = { store, baseDir: options.projectDir, indexes: options.indexes, env, progress: options.progress };
     const wheels: ReadyWheel[] = [];
@@ -142,44 +234,33 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
       }
       wheels.push({ name: pkg.name, version: pkg.version, filename: pkg.wheel.filename, digest, size, path: async () => (await fetch()).path, member: false });
     }
-    for (const pkg of plan.packages) {
-      if (pkg.kind !== 'build') continue;
-      if (pkg.member && plan.project.virtual && normalizeName(pkg.name) === normalizeName(plan.project.name)) continue;
-      wheels.push(await buildPackage(pkg, plan, options, mtime, cleanups));
+    for (const pkg of venvPackages(plan)) {
+      if (pkg.kind === 'build') wheels.push(await buildPackage(pkg, plan, options, mtime, cleanups));
     }
+    const byName = new Map(wheels.map((wheel) => [normalizeName(wheel.name), wheel]));
 
-    // 2. Which layer each wheel goes to.
-    const ownPackages = new Set((options.ownLayer?.packages ?? []).map(normalizeName));
-    const minBytes = options.ownLayer?.minBytes;
-    const byName = (a: ReadyWheel, b: ReadyWheel): number => (normalizeName(a.name) < normalizeName(b.name) ? -1 : normalizeName(a.name) > normalizeName(b.name) ? 1 : 0);
-    const thirdParty = wheels.filter((wheel) => !wheel.member).sort(byName);
-    const own = thirdParty.filter((wheel) => ownPackages.has(normalizeName(wheel.name)) || (minBytes !== undefined && wheel.size >= minBytes));
-    const shared = thirdParty.filter((wheel) => !own.includes(wheel));
-    const members = wheels.filter((wheel) => wheel.member).sort(byName);
-
+    // 2. Each planned layer, from its wheels.
     const reuse = options.reuse ?? true;
     const bytecode = options.compiler ? { compiler: options.compiler, cacheTag: cpythonCacheTag(options.runtime.version), store, reuse } : undefined;
     const prompt = options.prompt ?? plan.project.name;
-    const base = {
-      format: venvLayerFormat,
-      layerEncoding,
-      root: scheme.root,
-      runtime,
-      mtime,
-      installer: options.installer ?? 'uvimage',
-      pyc: bytecode ? [bytecode.compiler.version, bytecode.cacheTag] : null,
-    };
+    const base = venvKeyBase(options, options.compiler);
     let reused = 0;
     const packages: InstalledPackage[] = [];
 
-    const layerOf = async (label: string, group: ReadyWheel[], skeleton: boolean, index: number | 'project'): Promise<WrittenLayer> => {
+    const layerOf = async (planned: VenvLayerPlan, index: number | 'project'): Promise<WrittenLayer> => {
+      const group = planned.packages.map((pkg) => {
+        const wheel = byName.get(normalizeName(pkg.name));
+        if (!wheel) throw new Error(`the venv plan names ${pkg.name}, which the install plan does not have`);
+        return wheel;
+      });
       for (const wheel of group) packages.push({ name: wheel.name, version: wheel.version, filename: wheel.filename, digest: wheel.digest, layer: index });
-      const key = JSON.stringify({ ...base, skeleton: skeleton ? prompt : false, wheels: group.map((wheel) => [wheel.filename, wheel.digest, wheel.directUrl ?? null]) });
+      const key = venvLayerKey(base, planned.skeleton ? prompt : false, group);
+      if (planned.key !== null && planned.key !== BlobStore.recordName(key)) throw new Error(`venv layer ${planned.label}: its key is not the planned one`);
       const hit = (): void => {
         reused++;
-        options.progress?.info?.(`${label}: reused (${group.length} packages)`);
+        options.progress?.info?.(`${planned.label}: reused (${group.length} packages)`);
       };
-      return store.cached('venv-layer', key, () => writeGroup(label, group, skeleton), { blobs: (layer) => [layer.descriptor?.digest], reuse, hit });
+      return store.cached('venv-layer', key, () => writeGroup(planned.label, group, planned.skeleton), { blobs: (layer) => [layer.descriptor?.digest], reuse, hit });
     };
 
     const writeGroup = async (label: string, group: ReadyWheel[], skeleton: boolean): Promise<WrittenLayer> => {
@@ -226,9 +307,13 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
       }
     };
 
-    const dependencies: WrittenLayer[] = [await layerOf('dependencies', shared, true, 0)];
-    for (const wheel of own) dependencies.push(await layerOf(`dependency ${wheel.name}`, [wheel], false, dependencies.length));
-    const project = await layerOf('project', members, false, 'project');
+    const dependencies: WrittenLayer[] = [];
+    let project: WrittenLayer | undefined;
+    for (const planned of layers) {
+      if (planned.role === 'project') project = await layerOf(planned, 'project');
+      else dependencies.push(await layerOf(planned, dependencies.length));
+    }
+    if (!project || dependencies.length === 0) throw new Error('a venv plan has a dependencies layer and a project layer');
     return { dependencies, project, packages, reused, bytecode: bytecode !== undefined };
   } finally {
     for (const cleanup of cleanups) await cleanup().catch(() => undefined);

@@ -1,14 +1,23 @@
-/** `uvimage plan` as a user runs it: a child process, exit codes, stdout, one-line errors. */
+/**
+ * `uvimage plan` as a user runs it: a child process, exit codes, stdout, one-line errors. The plan
+ * reads the Debian index (through the shared test store) and the pinned python-build-standalone
+ * table; it downloads no runtime and no wheel.
+ */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { assertOneLineError, uvimage } from '../harness/cli.js';
+import type { BuildPlan } from '../../src/pipeline/plan.js';
+import { assertOneLineError, uvimage as run } from '../harness/cli.js';
+import { sharedCliCache } from '../harness/project-build.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/python/', import.meta.url));
 
+
+/** The CLI with the shared test store, so the Debian index is read from it. */
+const uvimage = (args: string[]) => run([...args, '--cache-dir', sharedCliCache()]);
 
 async function copyFixture(name: string): Promise<string> {
   const dir = join(await mkdtemp(join(tmpdir(), 'uvimage-plan-cli-')), name);
@@ -30,19 +39,23 @@ test('plan prints the chosen wheel per package for each platform', async () => {
 test('plan --json, with markers, extras and groups', async () => {
   const markers = await uvimage(['plan', join(fixtures, 'markers'), '--platform', 'linux/arm64', '--json']);
   assert.equal(markers.code, 0, markers.stderr);
-  const [plan] = JSON.parse(markers.stdout) as { platform: string; target: { arch: string; pythonVersion: string }; packages: { name: string; kind: string }[] }[];
-  assert.equal(plan!.platform, 'linux/arm64');
-  assert.equal(plan!.target.arch, 'aarch64');
-  assert.equal(plan!.target.pythonVersion, '3.12', 'from .python-version');
-  assert.deepEqual(plan!.packages.map((pkg) => pkg.name), ['markers', 'markupsafe', 'typing-extensions', 'uvloop']);
+  const [plan] = (JSON.parse(markers.stdout) as BuildPlan).platforms;
+  assert.equal(plan!.platform, 'linux/arm64/v8');
+  assert.equal(plan!.install.target.arch, 'aarch64');
+  assert.match(plan!.install.target.pythonVersion, /^3\.12\.\d+$/, 'the newest 3.12 release');
+  assert.equal(plan!.target.python.from, '.python-version');
+  assert.deepEqual(plan!.install.packages.map((pkg) => pkg.name), ['markers', 'markupsafe', 'typing-extensions', 'uvloop']);
 
+  const packages = (output: string) => (JSON.parse(output) as BuildPlan).platforms[0]!.install.packages.map((pkg) => pkg.name);
   const groups = await uvimage(['plan', join(fixtures, 'groups'), '--group', 'dev', '--json']);
-  assert.deepEqual((JSON.parse(groups.stdout) as { packages: { name: string }[] }[])[0]!.packages.map((pkg) => pkg.name), ['groups', 'pyflakes', 'ruff', 'six']);
+  assert.deepEqual(packages(groups.stdout), ['groups', 'pyflakes', 'ruff', 'six']);
   const only = await uvimage(['plan', join(fixtures, 'groups'), '--only-group', 'lint', '--json']);
-  assert.deepEqual((JSON.parse(only.stdout) as { packages: { name: string }[] }[])[0]!.packages.map((pkg) => pkg.name), ['pyflakes']);
-  const extras = await uvimage(['plan', join(fixtures, 'extras'), '--all-extras', '--base-glibc', '2.36', '--json']);
-  const names = (JSON.parse(extras.stdout) as { packages: { name: string }[] }[])[0]!.packages.map((pkg) => pkg.name);
+  assert.deepEqual(packages(only.stdout), ['pyflakes']);
+  const extras = await uvimage(['plan', join(fixtures, 'extras'), '--all-extras', '--debian-suite', 'bookworm', '--json']);
+  assert.equal(extras.code, 0, extras.stderr);
+  const names = packages(extras.stdout);
   assert.ok(names.includes('click') && names.includes('pyyaml'));
+  assert.deepEqual((JSON.parse(extras.stdout) as BuildPlan).platforms[0]!.target.glibc, { version: '2.36', from: 'Debian bookworm' });
 });
 
 test('errors are one line and exit 1: missing uv.lock, stale lock, lock version 2, unparsable pyproject, bad flags', async () => {

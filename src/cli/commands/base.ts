@@ -29,7 +29,7 @@ async function baseCommand(name: string, options: BaseOptions): Promise<void> {
     if (platform.os !== 'linux') throw new UserError(`--platform: Debian bases are linux only, got ${platform.os}`);
     return parseArchitecture(platform.architecture, 'Debian architecture');
   });
-  const run = await openImageRun(options);
+  const run = await openImageRun(options, { platforms });
   const { artifact } = await buildDebianBaseArtifact({
     base,
     suite,

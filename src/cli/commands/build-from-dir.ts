@@ -1,12 +1,13 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { buildFromDirectory } from '../../build/from-directory.js';
+import { buildFromDirectory } from '../../pipeline/from-directory.js';
+import { parseCommandLine, parseKeyValues, parsePorts } from '../../config/values.js';
 import { UserError } from '../../errors.js';
 import type { ConfigChanges } from '../../oci/image.js';
 import { hostPlatform, parsePlatformList } from '../../oci/platform.js';
 import { pullBaseImage } from '../../registry/pull.js';
-import { addImageConfigOptions, parseCommandLine, parseKeyValues, parsePorts, type ImageConfigFlags } from '../parse.js';
+import { addImageConfigOptions, type ImageConfigFlags } from '../parse.js';
 import { addOutputOptions, openImageRun, type CommonOptions } from '../run.js';
 
 interface BuildFromDirOptions extends CommonOptions, ImageConfigFlags {
@@ -29,7 +30,7 @@ async function buildFromDirCommand(directory: string, options: BuildFromDirOptio
     User: options.user,
     WorkingDir: options.workdir,
   };
-  const run = await openImageRun(options);
+  const run = await openImageRun(options, { platforms });
   const base = options.base;
   const artifact = await buildFromDirectory({
     directory: dir,

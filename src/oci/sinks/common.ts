@@ -55,24 +55,27 @@ export function parseSinkTags(tags: readonly string[], sink: string): SinkTag[] 
  * artifact has.
  */
 export function selectImage(artifact: Artifact, wanted: Platform | undefined, fallback: Platform, sink: string): Image {
-  if (artifact.kind === 'image') {
-    const image = artifact.image;
-    if (wanted && !platformMatches(wanted, image.platform)) {
-      throw new UserError(
-        `${sink}: the image is for ${formatPlatform(image.platform)}, not ${formatPlatform(wanted)}`,
-      );
+  const images = artifact.kind === 'image' ? [artifact.image] : artifact.index.images;
+  return images[choosePlatform(images.map((image) => image.platform), wanted, fallback, sink)]!;
+}
+
+/** Which of the platforms built a single-platform sink takes (selectImage's rule), by position; before the build, to check the choice. */
+export function choosePlatform(platforms: Platform[], wanted: Platform | undefined, fallback: Platform, sink: string): number {
+  if (platforms.length === 1) {
+    if (wanted && !platformMatches(wanted, platforms[0]!)) {
+      throw new UserError(`${sink}: the image is for ${formatPlatform(platforms[0]!)}, not ${formatPlatform(wanted)}`);
     }
-    return image;
+    return 0;
   }
   const platform = wanted ?? fallback;
-  const image = artifact.index.images.find((candidate) => platformMatches(platform, candidate.platform));
-  if (!image) {
-    const available = artifact.index.images.map((candidate) => formatPlatform(candidate.platform)).join(', ');
+  const index = platforms.findIndex((candidate) => platformMatches(platform, candidate));
+  if (index < 0) {
+    const available = platforms.map(formatPlatform).join(', ');
     throw new UserError(
       `${sink}: the image index has no image for ${formatPlatform(platform)}${wanted ? '' : ' (this machine)'}; it has ${available || 'none'}. Choose one of them as the platform`,
     );
   }
-  return image;
+  return index;
 }
 
 export function randomSuffix(): string {

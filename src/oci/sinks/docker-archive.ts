@@ -38,8 +38,8 @@ import { buildTimestamp, type Image, type Layer, type Artifact } from '../image.
 import { encodeHeaders } from '../layer-writer.js';
 import { MediaType } from '../media-types.js';
 import { formatPlatform, hostPlatform, type Platform } from '../platform.js';
-import type { BlobSource, Sink, SinkContext, SinkResult } from '../sink.js';
-import { asWriteError, parseSinkTags, randomSuffix, removeQuietly, selectImage } from './common.js';
+import type { BlobSource, Sink, SinkCheckContext, SinkContext, SinkResult } from '../sink.js';
+import { asWriteError, choosePlatform, parseSinkTags, randomSuffix, removeQuietly, selectImage } from './common.js';
 
 const BLOCK = 512;
 
@@ -200,13 +200,24 @@ export class DockerArchiveSink implements Sink {
     private readonly options: DockerArchiveSinkOptions = {},
   ) {}
 
+  async check(context: SinkCheckContext): Promise<void> {
+    const sink = `--tar ${this.file}`;
+    choosePlatform(context.platforms, this.options.platform, hostPlatform(), sink);
+    parseSinkTags(context.tags, sink);
+    await this.checkTarget(sink);
+  }
+
+  private async checkTarget(sink: string): Promise<void> {
+    const existing = await stat(resolve(this.file)).catch(() => undefined);
+    if (existing?.isDirectory()) throw new UserError(`${sink}: ${this.file} is a directory; give the path of the archive file to write`);
+  }
+
   async write(artifact: Artifact, context: SinkContext): Promise<SinkResult> {
     const sink = `--tar ${this.file}`;
     const image = selectImage(artifact, this.options.platform, hostPlatform(), sink);
     const tags = parseSinkTags(context.tags, sink);
     const target = resolve(this.file);
-    const existing = await stat(target).catch(() => undefined);
-    if (existing?.isDirectory()) throw new UserError(`${sink}: ${this.file} is a directory; give the path of the archive file to write`);
+    await this.checkTarget(sink);
 
     const total = image.layers.reduce((sum, layer) => sum + layer.descriptor.size, 0) + image.config.bytes.length;
     const id = `tar:${target}`;

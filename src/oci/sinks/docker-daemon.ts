@@ -27,8 +27,8 @@ import { join } from 'node:path';
 import { UserError, describeError } from '../../errors.js';
 import type { Artifact, Image } from '../image.js';
 import { formatPlatform, hostPlatform, type Platform } from '../platform.js';
-import type { Sink, SinkContext, SinkResult } from '../sink.js';
-import { parseSinkTags, selectImage, type SinkTag } from './common.js';
+import type { Sink, SinkCheckContext, SinkContext, SinkResult } from '../sink.js';
+import { choosePlatform, parseSinkTags, selectImage, type SinkTag } from './common.js';
 import { isArchiveSourceError, writeDockerArchive } from './docker-archive.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
@@ -331,6 +331,12 @@ export class DockerDaemonSink implements Sink {
   readonly name = 'load' as const;
 
   constructor(private readonly options: DockerDaemonSinkOptions = {}) {}
+
+  async check(context: SinkCheckContext): Promise<void> {
+    parseSinkTags(context.tags, '--load');
+    // Without --load-platform the engine's platform decides, which is known only by asking it.
+    if (this.options.platform) choosePlatform(context.platforms, this.options.platform, this.options.platform, '--load');
+  }
 
   async write(artifact: Artifact, context: SinkContext): Promise<SinkResult> {
     const sink = '--load';

@@ -46,7 +46,7 @@ import { UserError, describeError } from '../../errors.js';
 import { digestHex, type Digest } from '../digest.js';
 import { Annotation, artifactImages, artifactRoot, type Artifact, type Descriptor, type Layer } from '../image.js';
 import { MediaType } from '../media-types.js';
-import type { BlobSource, Sink, SinkContext, SinkResult } from '../sink.js';
+import type { BlobSource, Sink, SinkCheckContext, SinkContext, SinkResult } from '../sink.js';
 import type { BlobStore } from '../store.js';
 import { ByteCounter, asWriteError, isErrno, parseSinkTags, randomSuffix, removeQuietly } from './common.js';
 
@@ -101,6 +101,12 @@ export class OciLayoutSink implements Sink {
       byName.set(name, { ...base, annotations: { [CONTAINERD_IMAGE_NAME]: tag.canonical, [Annotation.refName]: name } });
     }
     return byName.size > 0 ? [...byName.values()] : [base];
+  }
+
+  async check(context: SinkCheckContext): Promise<void> {
+    const sink = `--oci ${this.dir}`;
+    parseSinkTags(context.tags, sink);
+    await layoutState(resolve(this.dir), sink, this.dir);
   }
 
   async write(artifact: Artifact, context: SinkContext): Promise<SinkResult> {

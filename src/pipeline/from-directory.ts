@@ -14,7 +14,7 @@ import {
   type MediaTypeFlavour,
 } from '../oci/image.js';
 import { writeLayer } from '../oci/layer-writer.js';
-import { formatPlatform, type Platform } from '../oci/platform.js';
+import type { Platform } from '../oci/platform.js';
 import type { BlobStore } from '../oci/store.js';
 
 /** A base image resolved for one platform: its config and layers (blobs possibly still remote). */
@@ -70,12 +70,6 @@ export async function buildFromDirectory(options: DirectoryBuildOptions): Promis
   }
   await storeDocuments(options.store, images);
   if (images.length === 1 && options.platforms.length === 1) return { kind: 'image', image: images[0]! };
-  const seen = new Set<string>();
-  for (const platform of options.platforms) {
-    const key = formatPlatform(platform);
-    if (seen.has(key)) throw new UserError(`--platform lists ${key} twice`);
-    seen.add(key);
-  }
   const index = assembleIndex(images, { annotations: { [Annotation.created]: created.iso }, flavour: options.flavour });
   await options.store.putBytes(index.index.bytes);
   return { kind: 'index', index };

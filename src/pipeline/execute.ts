@@ -1,0 +1,196 @@
+/**
+ * The produce stage: a BuildPlan into an image (or an index of several), streaming every layer
+ * into the store. Each step follows what the plan recorded — the .debs and layers of the base, the
+ * runtime archive, the wheels and the venv layers, the files, the config — and where a step can
+ * recompute a planned value (a layer's key, the image config) it checks that it got the plan's.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { isDeepStrictEqual } from 'node:util';
+import { resolve } from 'node:path';
+import { UserError } from '../errors.js';
+import { writeDebianBase } from '../debian/build-base.js';
+import { architectures } from '../facts/architectures.js';
+import type { Digest } from '../oci/digest.js';
+import { directoryEntries } from '../oci/directory-entries.js';
+import {
+  assembleImage,
+  assembleIndex,
+  extendConfig,
+  type AddedLayer,
+  type Artifact,
+  type ContainerConfig,
+  type Image,
+  type ImageConfig,
+  type Layer,
+} from '../oci/image.js';
+import type { LayerEntry } from '../oci/layer-entry.js';
+import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
+import { ociPlatform } from '../oci/platform.js';
+import type { BlobStore } from '../oci/store.js';
+import type { UvLock } from '../python/lock.js';
+import { fetchStandalone, writeStandaloneLayer, type TrimmedGroup } from '../python/standalone.js';
+import { buildVenvLayers } from '../python/venv-layers.js';
+import type { BuildPlan, LayerPlan, PlatformPlan } from './plan.js';
+import { venvRoot } from './plan.js';
+import type { BytecodeCompilers, PipelineContext } from './sources.js';
+
+/** The manifest annotation that records what trimming removed from the runtime (read by `uvimage inspect`). */
+export const trimmedAnnotation = 'dev.uvimage.runtime.trimmed';
+
+/** What was built for one platform, for the summary and --json: read from what execution did, not copied from the plan. */
+export interface PlatformReport {
+  platform: string;
+  python: string;
+  runtime: 'standalone' | 'debian';
+  base: string;
+  layers: { role: LayerPlan['role']; digest: Digest; size: number }[];
+  trimmed?: TrimmedGroup[];
+  packages: number;
+  /** The wheels installed, by layer. */
+  wheels: { name: string; version: string; filename: string; layer: number | 'project' }[];
+  /** The .debs the base was written from. */
+  debs: { name: string; version: string; digest: Digest }[];
+  /** The runtime settings of the image config written. */
+  config: ContainerConfig;
+}
+
+export interface ExecutedBuild {
+  artifact: Artifact;
+  reports: PlatformReport[];
+}
+
+export interface ExecuteContext extends PipelineContext {
+  compilers: BytecodeCompilers;
+  /** The lock, for naming the wheels that exist when a package cannot be built for a target. */
+  lock?: UvLock;
+}
+
+export async function executePlan(plan: BuildPlan, context: ExecuteContext): Promise<ExecutedBuild> {
+  const images: Image[] = [];
+  const reports: PlatformReport[] = [];
+  for (const platformPlan of plan.platforms) {
+    const { image, report } = await executePlatform(plan, platformPlan, context);
+    images.push(image);
+    reports.push(report);
+  }
+  const mediaTypes = plan.outputs.mediaTypes;
+  if (images.length === 1) return { artifact: { kind: 'image', image: images[0]! }, reports };
+  const index = assembleIndex(images, { annotations: plan.annotations, flavour: mediaTypes });
+  await context.store.putBytes(index.index.bytes);
+  return { artifact: { kind: 'index', index }, reports };
+}
+
+async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: ExecuteContext): Promise<{ image: Image; report: PlatformReport }> {
+  const { store, progress, env } = context;
+  const mtime = plan.created.seconds;
+  const platform = ociPlatform(p.target.arch);
+  const roles: LayerPlan['role'][] = [];
+  const added: AddedLayer[] = [];
+  const annotations = { ...p.annotations };
+
+  // The base.
+  let baseConfig: ImageConfig;
+  let baseLayers: Layer[];
+  let debs: PlatformReport['debs'] = [];
+  if (p.base.kind === 'pulled') {
+    baseConfig = p.base.config;
+    baseLayers = p.base.layers;
+    roles.push(...baseLayers.map(() => 'base' as const));
+  } else {
+    const debian = p.base.plan;
+    const compiler = debian.runtimeLayer ? await context.compilers.get(debian.runtimeLayer.compiler) : undefined;
+    const built = await writeDebianBase(debian, { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler });
+    baseConfig = JSON.parse(built.image.config.bytes.toString('utf8')) as ImageConfig;
+    // The base's own Entrypoint (python3 for the Debian runtime) is not the app's.
+    if (baseConfig.config) delete baseConfig.config.Entrypoint;
+    baseLayers = built.image.layers;
+    roles.push(...built.layers.map((layer) => (layer.group === 'runtime' ? ('runtime' as const) : ('base' as const))));
+    debs = built.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, digest: pkg.digest }));
+  }
+
+  // The runtime.
+  let trimmed: TrimmedGroup[] | undefined;
+  const runtime = p.runtime;
+  if (runtime.kind === 'standalone') {
+    const archive = await fetchStandalone({ version: runtime.version, arch: architectures[p.target.arch].python, release: runtime.release, asset: runtime.asset, sha256: runtime.sha256 }, store, { env, progress });
+    const layer = await writeStandaloneLayer(store, { archive, version: runtime.version, trim: runtime.trim !== false, mtime, root: runtime.root, plannedKey: runtime.key, progress });
+    if (layer.interpreter !== runtime.interpreter) throw new UserError(`${runtime.asset}: its interpreter is ${layer.interpreter}, not ${runtime.interpreter}`);
+    trimmed = layer.removed;
+    if (trimmed.length > 0) annotations[trimmedAnnotation] = JSON.stringify(trimmed);
+    added.push({ layer: layer.layer, history: { created_by: `uvimage: python-build-standalone ${runtime.asset}`, comment: 'uvimage' } });
+    roles.push('runtime');
+  }
+
+  // The virtualenv: the locked packages for this target, then the project.
+  const compiler = p.bytecode ? await context.compilers.get(p.bytecode) : undefined;
+  const interpreter = runtime.interpreter;
+  const workspaceRoot = plan.project.workspaceRoot;
+  const venv = await buildVenvLayers(p.install, {
+    store,
+    venvRoot,
+    runtime: { interpreter, home: interpreter.slice(0, interpreter.lastIndexOf('/')), version: runtime.version },
+    projectDir: plan.project.dir,
+    compiler,
+    progress,
+    mtime,
+    env,
+    lock: context.lock,
+    // The CPython that compiles bytecode is of the runtime's minor version: uv builds with it too.
+    buildPython: compiler?.interpreter,
+    layers: p.venvLayers,
+    // uv records the build machine's path; the image records where the project lives in it, so
+    // the same project gives the same bytes on every machine.
+    directUrlFor: (dir) => `file:///app${dir === workspaceRoot ? '' : `/${dir.slice(workspaceRoot.length + 1)}`}`,
+  });
+  for (const [index, layer] of venv.dependencies.entries()) {
+    added.push({ layer, history: { created_by: `uvimage: dependencies${index === 0 ? '' : ` (own layer ${index})`}`, comment: 'uvimage' } });
+    roles.push(index === 0 ? 'dependencies' : 'dependency');
+  }
+  added.push({ layer: venv.project, history: { created_by: `uvimage: project ${plan.project.name}`, comment: 'uvimage' } });
+  roles.push('project');
+
+  if (p.files.length > 0) {
+    added.push({ layer: await filesLayer(store, plan.project.dir, p.files, mtime), history: { created_by: 'uvimage: files', comment: 'uvimage' } });
+    roles.push('files');
+  }
+
+  const plannedRoles = p.layers.map((layer) => layer.role);
+  if (!isDeepStrictEqual(roles, plannedRoles)) throw new Error(`${p.platform}: built layers ${roles.join(', ')}; the plan has ${plannedRoles.join(', ')}`);
+  const imageConfig = extendConfig({ base: baseConfig, platform, added, changes: p.changes, created: plan.created.iso });
+  if (!isDeepStrictEqual(imageConfig.config, p.config)) throw new Error(`${p.platform}: the image config is not the planned one`);
+  const layers = [...baseLayers, ...added.map((entry) => entry.layer)];
+  const image = assembleImage({ platform, config: imageConfig, layers, annotations, flavour: plan.outputs.mediaTypes });
+  await store.putBytes(image.config.bytes);
+  await store.putBytes(image.manifest.bytes);
+  return {
+    image,
+    report: {
+      platform: p.platform,
+      python: runtime.version,
+      runtime: runtime.kind,
+      base: p.base.name,
+      layers: layers.map((layer, index) => ({ role: roles[index]!, digest: layer.descriptor.digest, size: layer.descriptor.size })),
+      trimmed,
+      packages: venv.packages.length,
+      wheels: venv.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, filename: pkg.filename, layer: pkg.layer })),
+      debs,
+      config: imageConfig.config ?? {},
+    },
+  };
+}
+
+/** Extra files and directories from [tool.uvimage] files, relative to the project. */
+async function filesLayer(store: BlobStore, projectDir: string, files: { src: string; dest: string }[], mtime: number): Promise<WrittenLayer> {
+  const entries: LayerEntry[] = [];
+  for (const { src, dest } of files) {
+    const path = resolve(projectDir, src);
+    const stats = await stat(path).catch(() => undefined);
+    if (!stats) throw new UserError(`tool.uvimage.files: ${src} does not exist in ${projectDir}`);
+    const target = dest.replace(/^\/+|\/+$/g, '');
+    if (stats.isDirectory()) entries.push(...(await directoryEntries(path, { prefix: target })));
+    else entries.push({ type: 'file', path: target, mode: stats.mode & 0o777, size: stats.size, open: () => createReadStream(path) });
+  }
+  return writeLayer(store, entries, { mtime });
+}
+
