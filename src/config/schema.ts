@@ -25,7 +25,7 @@ export const toolUvimageSchema = z
     'base-glibc': z.string().regex(/^2\.\d+$/, 'a glibc version like 2.36').optional().describe("the glibc of `base` (caps manylinux wheels); default: read from the base's dpkg database"),
     flavour: z.enum(flavourNames).optional().describe('the Debian flavour uvimage assembles as the base when `base` is not set (default cc)'),
     'debian-suite': z.enum(debianSuiteNames as [DebianSuite, ...DebianSuite[]]).optional().describe('Debian release for the assembled base and the Debian runtime (default trixie)'),
-    'debian-mirror': z.string().url().optional().describe('Debian mirror (also a snapshot.debian.org URL, for pinning)'),
+    'debian-mirror': z.string().url().regex(/^https?:\/\//, 'an http:// or https:// URL').optional().describe('Debian mirror (also a snapshot.debian.org URL, for pinning)'),
     'debian-lock': z.string().min(1).optional().describe('Debian lock file for the base, relative to the project; {arch} is replaced by amd64/arm64 (written when missing, followed after)'),
     runtime: z.enum(['standalone', 'debian']).optional().describe('python-build-standalone at /python (default) or Debian\'s CPython'),
     python: z.string().regex(/^3\.\d+(\.\d+)?$/, 'a Python version like 3.12 or 3.12.8').optional().describe('Python version; default .python-version, else the newest requires-python allows'),
@@ -67,9 +67,12 @@ export function describeConfigIssue(issue: z.core.$ZodIssue, where: { flag: stri
   if (issue.code === 'unrecognized_keys') {
     return `${'file' in where ? where.file : where.flag}: unknown key ${issue.keys.map((name) => `${key}.${name}`).join(', ')} (see \`uvimage config-schema\`)`;
   }
-  const value = issue.path.reduce<unknown>((at, part) => (at !== null && typeof at === 'object' ? (at as Record<PropertyKey, unknown>)[part] : undefined), input);
+  const at = 'flag' in where ? where.flag : `${where.file}: ${key}`;
+  // A record key that fails its own check (an env name): say that check, about the key.
+  if (issue.code === 'invalid_key') return `${at}: ${issue.issues[0]?.message ?? issue.message} (got ${JSON.stringify(String(issue.path[issue.path.length - 1]))})`;
+  const value = issue.path.reduce<unknown>((node, part) => (node !== null && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[part] : undefined), input);
   const got = value === undefined || (typeof value === 'object' && value !== null) ? '' : ` (got ${JSON.stringify(value)})`;
-  return `${'flag' in where ? where.flag : `${where.file}: ${key}`}: ${issue.message}${got}`;
+  return `${at}: ${issue.message}${got}`;
 }
 
 /** tool.uvimage.platforms[0], tool.uvimage.env.PORT */

@@ -1,3 +1,4 @@
+import { UserError } from '../errors.js';
 import { sha256Digest, type Digest } from './digest.js';
 import { MediaType, toDockerMediaType } from './media-types.js';
 import type { Platform } from './platform.js';
@@ -124,7 +125,7 @@ export function buildTimestamp(env: NodeJS.ProcessEnv = process.env): { seconds:
   const raw = env.SOURCE_DATE_EPOCH;
   let seconds = 0;
   if (raw !== undefined && raw !== '') {
-    if (!/^\d+$/.test(raw)) throw new Error(`SOURCE_DATE_EPOCH must be a whole number of seconds, got ${JSON.stringify(raw)}`);
+    if (!/^\d+$/.test(raw)) throw new UserError(`SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got ${JSON.stringify(raw)}`);
     seconds = Number(raw);
   }
   return { seconds, iso: new Date(seconds * 1000).toISOString().replace('.000Z', 'Z') };

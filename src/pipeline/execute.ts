@@ -31,7 +31,7 @@ import type { BlobStore } from '../oci/store.js';
 import type { UvLock } from '../python/lock.js';
 import { fetchStandalone, writeStandaloneLayer, type TrimmedGroup } from '../python/standalone.js';
 import { buildVenvLayers } from '../python/venv-layers.js';
-import type { BuildPlan, LayerPlan, PlatformPlan } from './plan.js';
+import type { BuildPlan, PlatformPlan } from './plan.js';
 import { venvRoot } from './plan.js';
 import type { BytecodeCompilers, PipelineContext } from './sources.js';
 
@@ -44,7 +44,7 @@ export interface PlatformReport {
   python: string;
   runtime: 'standalone' | 'debian';
   base: string;
-  layers: { role: LayerPlan['role']; digest: Digest; size: number }[];
+  layers: { role: string; digest: Digest; size: number }[];
   trimmed?: TrimmedGroup[];
   packages: number;
   /** The wheels installed, by layer. */
@@ -85,7 +85,7 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
   const { store, progress, env } = context;
   const mtime = plan.created.seconds;
   const platform = ociPlatform(p.target.arch);
-  const roles: LayerPlan['role'][] = [];
+  const roles: string[] = [];
   const added: AddedLayer[] = [];
   const annotations = { ...p.annotations };
 
@@ -96,7 +96,7 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
   if (p.base.kind === 'pulled') {
     baseConfig = p.base.config;
     baseLayers = p.base.layers;
-    roles.push(...baseLayers.map(() => 'base' as const));
+    roles.push(...baseLayers.map(() => 'base'));
   } else {
     const debian = p.base.plan;
     const compiler = debian.runtimeLayer ? await context.compilers.get(debian.runtimeLayer.compiler) : undefined;
@@ -105,7 +105,7 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
     // The base's own Entrypoint (python3 for the Debian runtime) is not the app's.
     if (baseConfig.config) delete baseConfig.config.Entrypoint;
     baseLayers = built.image.layers;
-    roles.push(...built.layers.map((layer) => (layer.group === 'runtime' ? ('runtime' as const) : ('base' as const))));
+    roles.push(...built.layers.map((layer) => (layer.group === 'runtime' ? 'runtime' : `base: ${layer.group}`)));
     debs = built.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, digest: pkg.digest }));
   }
 
@@ -145,7 +145,7 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
   });
   for (const [index, layer] of venv.dependencies.entries()) {
     added.push({ layer, history: { created_by: `uvimage: dependencies${index === 0 ? '' : ` (own layer ${index})`}`, comment: 'uvimage' } });
-    roles.push(index === 0 ? 'dependencies' : 'dependency');
+    roles.push(index === 0 ? 'dependencies' : `dependencies (own layer ${index})`);
   }
   added.push({ layer: venv.project, history: { created_by: `uvimage: project ${plan.project.name}`, comment: 'uvimage' } });
   roles.push('project');
@@ -155,8 +155,8 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
     roles.push('files');
   }
 
-  const plannedRoles = p.layers.map((layer) => layer.role);
-  if (!isDeepStrictEqual(roles, plannedRoles)) throw new Error(`${p.platform}: built layers ${roles.join(', ')}; the plan has ${plannedRoles.join(', ')}`);
+  const planned = p.layers.map((layer) => layer.label);
+  if (!isDeepStrictEqual(roles, planned)) throw new Error(`${p.platform}: built layers ${roles.join(', ')}; the plan has ${planned.join(', ')}`);
   const imageConfig = extendConfig({ base: baseConfig, platform, added, changes: p.changes, created: plan.created.iso });
   if (!isDeepStrictEqual(imageConfig.config, p.config)) throw new Error(`${p.platform}: the image config is not the planned one`);
   const layers = [...baseLayers, ...added.map((entry) => entry.layer)];

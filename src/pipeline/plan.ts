@@ -84,6 +84,8 @@ export type RuntimePlan =
 /** One layer of the image, in order: what it is, what it is made of, the record it is cached under. */
 export interface LayerPlan {
   role: 'base' | 'runtime' | 'dependencies' | 'dependency' | 'project' | 'files';
+  /** The layer as the build's summary and --json name it: `base: libc`, `dependencies (own layer 1)`, `project` … */
+  label: string;
   /** What goes in, as people name it: packages with versions, wheels, the archive, files. */
   inputs: string[];
   /**
@@ -347,25 +349,26 @@ function debianBaseContainerConfig(plan: DebianBasePlan): ContainerConfig {
 function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLayerPlan[], files: { src: string; dest: string }[]): LayerPlan[] {
   const layers: LayerPlan[] = [];
   if (base.kind === 'pulled') {
-    for (const layer of base.layers) layers.push({ role: 'base', inputs: [`${base.reference} ${layer.descriptor.digest}`], key: { blob: layer.descriptor.digest } });
+    for (const layer of base.layers) layers.push({ role: 'base', label: 'base', inputs: [`${base.reference} ${layer.descriptor.digest}`], key: { blob: layer.descriptor.digest } });
   } else {
     for (const layer of base.plan.layers) {
-      layers.push({ role: 'base', inputs: layer.packages.map((pkg) => `${pkg.name}=${pkg.version}`), key: layer.key ? { record: 'debian-layers', name: layer.key } : null });
+      layers.push({ role: 'base', label: `base: ${layer.group}`, inputs: layer.packages.map((pkg) => `${pkg.name}=${pkg.version}`), key: layer.key ? { record: 'debian-layers', name: layer.key } : null });
     }
     const runtimeLayer = base.plan.runtimeLayer;
     if (runtimeLayer) {
-      layers.push({ role: 'runtime', inputs: runtimeLayer.packages.map((pkg) => `${pkg.name}=${pkg.version}`), key: runtimeLayer.key ? { record: 'debian-layers', name: runtimeLayer.key } : null });
+      layers.push({ role: 'runtime', label: 'runtime', inputs: runtimeLayer.packages.map((pkg) => `${pkg.name}=${pkg.version}`), key: runtimeLayer.key ? { record: 'debian-layers', name: runtimeLayer.key } : null });
     }
   }
-  if (runtime.kind === 'standalone') layers.push({ role: 'runtime', inputs: [runtime.asset], key: { record: 'standalone-layer', name: runtime.key } });
-  for (const layer of venvLayers) {
+  if (runtime.kind === 'standalone') layers.push({ role: 'runtime', label: 'runtime', inputs: [runtime.asset], key: { record: 'standalone-layer', name: runtime.key } });
+  for (const [index, layer] of venvLayers.entries()) {
     layers.push({
       role: layer.role,
+      label: layer.role === 'dependency' ? `dependencies (own layer ${index})` : layer.role,
       inputs: layer.packages.map((pkg) => pkg.wheel ?? `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} (built)`),
       key: layer.key ? { record: 'venv-layer', name: layer.key } : null,
     });
   }
-  if (files.length > 0) layers.push({ role: 'files', inputs: files.map((file) => `${file.src} -> ${file.dest}`), key: null });
+  if (files.length > 0) layers.push({ role: 'files', label: 'files', inputs: files.map((file) => `${file.src} -> ${file.dest}`), key: null });
   return layers;
 }
 

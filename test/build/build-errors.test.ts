@@ -71,7 +71,7 @@ test('Debian\'s runtime with a Python version its suite does not have', async ()
   // The example's .python-version says 3.12; trixie's CPython is 3.13.
   const out = outputs('debian-3-12');
   const result = await uvimage(['build', fastapiHello, '--runtime', 'debian', ...out.args, '--cache-dir', sharedCliCache()]);
-  assertOneLineError(result, /Python 3\.12 was asked for, but Debian trixie's CPython is 3\.13/);
+  assertOneLineError(result, /Python 3\.12 was asked for \(\.python-version\), but Debian trixie's CPython is 3\.13/);
   await assertNothingWritten(out.paths);
 });
 

@@ -12,6 +12,7 @@ import { testCacheDir } from './cache.js';
 import { uvimage } from './cli.js';
 import { check, run } from './docker.js';
 import type { StandaloneMirror } from './standalone-python.js';
+import type { PlatformReport } from '../../src/pipeline/execute.js';
 
 /** The example project of the recipe (pyproject.toml with [tool.uvimage], uv.lock). */
 export const fastapiHello = fileURLToPath(new URL('../../examples/fastapi-hello', import.meta.url));
@@ -32,7 +33,7 @@ export interface BuildJson {
   mediaType: string;
   images: { platform: string; digest: Digest; config: Digest; layers: { digest: Digest; size: number }[] }[];
   outputs: { sink: string; written: string[]; digest: string; bytes?: number; details?: Record<string, unknown> }[];
-  platforms: { platform: string; python: string; runtime: string; base: string; packages: number; layers: { role: string; digest: Digest; size: number }[] }[];
+  platforms: PlatformReport[];
 }
 
 /** Runs a build that must succeed and returns its --json result. */

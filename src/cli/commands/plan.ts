@@ -25,7 +25,7 @@ function formatPlatformPlan(platform: PlatformPlan): string {
   for (const layer of platform.layers) {
     const key = layer.key === null ? 'built anew' : 'blob' in layer.key ? layer.key.blob.slice(0, 19) : `${layer.key.record} ${layer.key.name.slice(0, 12)}`;
     const inputs = layer.inputs.length > 3 ? `${layer.inputs.slice(0, 3).join(', ')}, … (${layer.inputs.length})` : layer.inputs.join(', ');
-    lines.push(`    ${layer.role.padEnd(13)} ${key.padEnd(32)} ${inputs}`);
+    lines.push(`    ${layer.label.padEnd(16)} ${key.padEnd(32)} ${inputs}`);
   }
   const rows = platform.install.packages.map((pkg) => describePackage(pkg, platform.install.project.name));
   const width = Math.max(0, ...rows.map((row) => `${row.name} ${row.version}`.length));
