@@ -47,10 +47,10 @@ export interface SourceLayer {
   diffId: Digest;
   /**
    * The layer's uncompressed tar. The blob digest (when known) and the diff_id are checked as
-   * it streams: the iteration throws a UserError at its end on a mismatch. `blob` receives the
-   * blob's digest once it has been read in full.
+   * it streams: the iteration throws a UserError at its end on a mismatch. `read` is told the
+   * blob's digest and its compression once the blob has been read in full.
    */
-  openTar(blob?: (digest: Digest) => void): AsyncIterable<Buffer>;
+  openTar(read?: (blob: { digest: Digest; compression: Compression }) => void): AsyncIterable<Buffer>;
 }
 
 export interface SourceImage {
@@ -230,7 +230,7 @@ async function imageFromDocuments(
       digest: descriptor.digest,
       size: descriptor.size,
       diffId: diffIds[index]!,
-      openTar: (blob) => verifiedTar(() => blobs.layer(descriptor, diffIds[index]!, what), { ...descriptor, diffId: diffIds[index]! }, what, blob),
+      openTar: (read) => verifiedTar(() => blobs.layer(descriptor, diffIds[index]!, what), { ...descriptor, diffId: diffIds[index]! }, what, read),
     };
   });
   return {
@@ -281,7 +281,7 @@ function checkedDocument(bytes: Buffer, digest: Digest, what: string): Buffer {
 // ---------------------------------------------------------------------------------------------
 // Layers: decompressed and checked as they stream.
 
-type Compression = 'gzip' | 'zstd' | 'none';
+export type Compression = 'gzip' | 'zstd' | 'none';
 
 /** The compression a layer media type names (OCI `+gzip`/`+zstd`, Docker `.tar.gzip`), if it names one. */
 export function compressionOfMediaType(mediaType: string | undefined): Compression | undefined {
@@ -303,17 +303,18 @@ async function* verifiedTar(
   open: () => Promise<Readable>,
   expected: { mediaType?: string; digest?: Digest; size: number; diffId: Digest },
   what: string,
-  onBlob?: (digest: Digest) => void,
+  onRead?: (blob: { digest: Digest; compression: Compression }) => void,
 ): AsyncGenerator<Buffer> {
   const raw = await open();
   const blobHash = new HashingStream();
   const tarHash = new HashingStream();
   let decoder: Duplex | undefined;
+  let compression: Compression = 'none';
   try {
     const iterator = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     const first = await iterator.next();
     const head: Buffer = first.done ? Buffer.alloc(4) : first.value;
-    const compression = compressionOfMediaType(expected.mediaType) ?? sniffCompression(head.length >= 4 ? head : Buffer.concat([head, Buffer.alloc(4)]));
+    compression = compressionOfMediaType(expected.mediaType) ?? sniffCompression(head.length >= 4 ? head : Buffer.concat([head, Buffer.alloc(4)]));
     decoder = compression === 'gzip' ? createGunzip() : compression === 'zstd' ? spawnZstd(what) : new PassThrough();
     const rest = (async function* () {
       if (!first.done) yield first.value;
@@ -331,7 +332,7 @@ async function* verifiedTar(
   if (expected.digest && blobHash.digest !== expected.digest) throw new UserError(`${what} does not match its digest (its blob hashes to ${blobHash.digest})`);
   if (blobHash.size !== expected.size) throw new UserError(`${what} is ${blobHash.size} bytes, not the ${expected.size} its descriptor says`);
   if (tarHash.digest !== expected.diffId) throw new UserError(`${what} does not match its diff_id ${expected.diffId} (its tar hashes to ${tarHash.digest})`);
-  onBlob?.(blobHash.digest);
+  onRead?.({ digest: blobHash.digest, compression });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -495,7 +496,7 @@ async function openDockerArchive(name: string, file: string, ref: string | undef
       digest,
       size: found.member.size,
       diffId: diffIds[index]!,
-      openTar: (blob) => verifiedTar(async () => range(found), { digest, size: found.member.size, diffId: diffIds[index]! }, what, blob),
+      openTar: (read) => verifiedTar(async () => range(found), { digest, size: found.member.size, diffId: diffIds[index]! }, what, read),
     };
   });
   return { name, transport: 'docker-archive', platform, annotations: {}, configDigest, config, layers };

@@ -13,7 +13,7 @@ import type { ImageConfig } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';
 import type { TrimmedGroup } from '../python/standalone.js';
 import { mergeLayers, readLayerContents, type LayerContents, type MergedImage } from './contents.js';
-import type { SourceImage } from './image-source.js';
+import type { Compression, SourceImage } from './image-source.js';
 import { assignOwners, isOwnerMetadata, ownerKey, type DebianPackage, type Owner, type Ownership, type PythonDistribution, type PythonRuntime } from './owners.js';
 
 export interface LayerAnalysis {
@@ -23,6 +23,9 @@ export interface LayerAnalysis {
   /** The blob's digest (computed while reading where the source does not name it). */
   digest: Digest;
   diffId: Digest;
+  /** How the blob is compressed (a classic docker-archive's layers are not). */
+  compression: Compression;
+  /** Bytes of the blob as the source holds it. */
   compressedSize: number;
   uncompressedSize: number;
   createdBy?: string;
@@ -50,10 +53,10 @@ export async function analyzeImage(source: SourceImage, options: { hash?: boolea
   options.progress?.start(task, `reading the ${source.layers.length} layers of ${source.name}`);
   for (const layer of source.layers) {
     const what = `${source.name}: layer ${layer.index + 1}`;
-    let digest = layer.digest;
+    let blob: { digest: Digest; compression: Compression } | undefined;
     let contents: LayerContents;
     try {
-      contents = await readLayerContents(layer.openTar((computed) => (digest = computed)), { what, collect: isOwnerMetadata, hash: options.hash });
+      contents = await readLayerContents(layer.openTar((read) => (blob = read)), { what, collect: isOwnerMetadata, hash: options.hash });
     } catch (error) {
       options.progress?.finish(task, 'failed');
       throw error;
@@ -61,8 +64,9 @@ export async function analyzeImage(source: SourceImage, options: { hash?: boolea
     layers.push({
       index: layer.index,
       mediaType: layer.mediaType,
-      digest: digest!,
+      digest: blob!.digest,
       diffId: layer.diffId,
+      compression: blob!.compression,
       compressedSize: layer.size,
       uncompressedSize: contents.tarSize,
       createdBy: createdBy[layer.index],
@@ -154,6 +158,7 @@ export interface LayerReport {
   digest: Digest;
   diffId: Digest;
   mediaType?: string;
+  compression: Compression;
   compressedSize: number;
   uncompressedSize: number;
   createdBy?: string;
@@ -215,6 +220,7 @@ export function inspectReport(analysis: ImageAnalysis, options: { top: number })
       digest: layer.digest,
       diffId: layer.diffId,
       mediaType: layer.mediaType,
+      compression: layer.compression,
       compressedSize: layer.compressedSize,
       uncompressedSize: layer.uncompressedSize,
       createdBy: layer.createdBy,
@@ -276,6 +282,12 @@ export function describeOwner(owner: Owner): string {
   return [owner.kind, owner.name, owner.version].filter(Boolean).join(' ');
 }
 
+/** A long text (a history entry) cut to `length` characters for a line of a report. */
+export function clip(text: string, length: number): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > length ? `${line.slice(0, length - 3)}...` : line;
+}
+
 function shortDigest(digest: Digest): string {
   return digest.slice('sha256:'.length, 'sha256:'.length + 12);
 }
@@ -288,7 +300,7 @@ export function formatInspect(report: InspectReport): string {
   const lines: string[] = [];
   lines.push(`${image.name}  ${image.platform}${image.manifestDigest ? `  ${image.manifestDigest}` : ''}`);
   lines.push(
-    `${report.layers.length} layers, ${formatBytes(image.compressedSize)} compressed, ${formatBytes(image.uncompressedSize)} uncompressed; ` +
+    `${report.layers.length} layers, ${formatBytes(image.compressedSize)} ${report.layers.every((layer) => layer.compression === 'none') ? 'stored uncompressed' : 'compressed'}, ${formatBytes(image.uncompressedSize)} uncompressed; ` +
       `${image.files} files, ${formatBytes(image.bytes)} as it runs`,
   );
   const { runtime, project, debian, python } = report.components;
@@ -301,11 +313,12 @@ export function formatInspect(report: InspectReport): string {
   lines.push(parts.join(', '));
   for (const layer of report.layers) {
     lines.push('');
+    const stored = layer.compression === 'none' ? `${formatBytes(layer.compressedSize)} stored uncompressed` : `${formatBytes(layer.compressedSize)} ${layer.compression}`;
     lines.push(
-      `layer ${layer.number}  ${shortDigest(layer.digest)}  ${formatBytes(layer.compressedSize)} compressed, ${formatBytes(layer.uncompressedSize)} uncompressed, ${layer.files} files` +
+      `layer ${layer.number}  ${shortDigest(layer.digest)}  ${stored}, ${formatBytes(layer.uncompressedSize)} uncompressed, ${layer.files} files` +
         (layer.shadowed.files ? ` (${layer.shadowed.files} shadowed, ${formatBytes(layer.shadowed.bytes)})` : ''),
     );
-    if (layer.createdBy) lines.push(`  ${layer.createdBy.length > 110 ? `${layer.createdBy.slice(0, 107)}...` : layer.createdBy}`);
+    if (layer.createdBy) lines.push(`  ${clip(layer.createdBy, 110)}`);
     for (const kind of ownerKinds) {
       const owners = layer.owners.filter((owner) => owner.kind === kind);
       if (owners.length === 0) continue;
