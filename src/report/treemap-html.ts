@@ -252,7 +252,8 @@ const pageScript = String.raw`
     var rects = squarify(items, x, y, w, h);
     for (var i = 0; i < rects.length; i++) {
       var r = rects[i]; var child = r.node;
-      if (r.w < 1 || r.h < 1) continue;
+      // Every child of the node in view is drawn, however thin, so the view adds up; deeper ones only when visible.
+      if (depth > 1 && (r.w < 1 || r.h < 1)) continue;
       var el = document.createElement('div');
       el.className = 'tm' + (child.c ? ' group' : '') + (child.f === 1 ? ' shadowed' : '') + (child.f === 2 ? ' overhead' : '');
       el.style.left = r.x + 'px'; el.style.top = r.y + 'px'; el.style.width = r.w + 'px'; el.style.height = r.h + 'px';

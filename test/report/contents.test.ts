@@ -32,7 +32,6 @@ const file = (path: string, content = '', mode = 0o644): LayerEntry => {
   const bytes = Buffer.from(content);
   return { type: 'file', path, size: bytes.length, mode, open: () => bytes };
 };
-const dir = (path: string): LayerEntry => ({ type: 'directory', path });
 const symlink = (path: string, target: string): LayerEntry => ({ type: 'symlink', path, target });
 
 /** A layer through the real writer, read back from the store as a gunzipped stream. */
