@@ -2,8 +2,8 @@
  * A streaming tar reader: ustar, GNU (long names 'L'/'K', base-256 numbers) and PAX ('x' per
  * member, 'g' global) headers, pulled from an async iterable of chunks. It never holds more than
  * one chunk plus what the caller asks it to collect (PAX records, long names, and member contents
- * the caller wants as a Buffer, each under a size cap); everything else is skipped as it streams
- * past, and each member's byte offset in the tar stream is reported so a caller that also wrote
+ * the caller wants as a Buffer, each under a size cap); everything else is skipped (or hashed,
+ * for the members the caller wants a sha256 of) as it streams past, and each member's byte offset in the tar stream is reported so a caller that also wrote
  * the stream to a file can serve the content later from there.
  */
 import { createHash } from 'node:crypto';
