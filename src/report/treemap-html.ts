@@ -2,7 +2,8 @@
  * `uvimage inspect --html FILE`: one self-contained page (no network, no CDN: the script and
  * styles below are all it has) with a zoomable treemap of the image — layer → owner →
  * directory → file, sized by bytes — and sortable tables: the layers, and what the node in view
- * holds. A click on a rectangle zooms into it; the breadcrumb goes back.
+ * holds. A click on a rectangle (or a row of the contents table) zooms into it; the breadcrumb
+ * goes back; the page's fragment names the node in view (`#layer%203`), so a view can be linked.
  *
  * Each layer's rectangle is its whole uncompressed tar: its files plus a "tar headers and
  * padding" leaf for the rest, so the layers add up to the image's uncompressed size. Files a
@@ -278,7 +279,19 @@ const pageScript = String.raw`
     }
     renderContents();
   }
-  function zoom(node) { while (node && !node.c) node = node.parent; if (node) { view = node; render(); } }
+  // The zoomed node is also the page's fragment (#layer 3/runtime python-build-standalone/…), so a view can be linked to.
+  function zoom(node) {
+    while (node && !node.c) node = node.parent;
+    if (!node) return;
+    view = node; render();
+    var fragment = '#' + pathOf(node).slice(1).map(function (n) { return encodeURIComponent(n.n); }).join('/');
+    if (location.hash !== fragment && history.replaceState) history.replaceState(null, '', fragment === '#' ? location.pathname : fragment);
+  }
+  function fromFragment() {
+    var node = data.tree; var names = location.hash.replace(/^#/, '').split('/').filter(Boolean).map(decodeURIComponent);
+    for (var i = 0; i < names.length && node; i++) node = (node.c || []).filter(function (child) { return child.n === names[i]; })[0];
+    return node || data.tree;
+  }
   box.addEventListener('click', function (event) {
     var el = event.target.closest('.tm'); if (el) zoom(nodes[Number(el.dataset.id)]);
   });
@@ -347,6 +360,8 @@ const pageScript = String.raw`
   document.getElementById('contents').tBodies[0].addEventListener('click', function (event) {
     var tr = event.target.closest('tr'); if (tr) zoom(nodes[Number(tr.dataset.id)]);
   });
+  view = fromFragment();
   render();
+  window.addEventListener('hashchange', function () { view = fromFragment(); render(); });
 })();
 `;

@@ -169,6 +169,16 @@ test('the HTML report in headless Chromium: a treemap of many colours, and sizes
   const layerRects = [...dom.matchAll(/<div class="tm group"[^>]*data-bytes="(\d+)" data-depth="1"/g)].map((match) => Number(match[1]));
   assert.equal(layerRects.length, report.layers.length, 'one treemap rectangle per layer');
   assert.equal(layerRects.reduce((sum, bytes) => sum + bytes, 0), uncompressed, "the treemap's layers add up to the image's uncompressed size");
+
+  // Zoomed into the runtime layer (the fragment names the node in view): its owners add up to it.
+  const runtimeNumber = built.platforms[0]!.layers.findIndex((layer) => layer.role === 'runtime') + 1;
+  const zoomed = await check('chromium', [...chromiumFlags, `--user-data-dir=${join(work, 'chromium-zoom')}`, '--window-size=1400,1000', '--dump-dom', `file://${html}#layer%20${runtimeNumber}`]);
+  assert.match(zoomed, new RegExp(`<strong data-id="\\d+">layer ${runtimeNumber} \\(`), 'the breadcrumb ends at the layer');
+  const children = [...zoomed.matchAll(/<tr data-id="\d+" data-bytes="(\d+)">/g)].map((match) => Number(match[1]));
+  const runtimeLayer = report.layers[runtimeNumber - 1]!;
+  assert.equal(children.reduce((sum, bytes) => sum + bytes, 0), runtimeLayer.uncompressedSize, "the layer's contents add up to its uncompressed size");
+  assert.ok(children.includes(runtimeLayer.owners[0]!.bytes), 'the runtime is one of them, with its bytes');
+  assert.equal(children.length, runtimeLayer.owners.length + 1, 'its owners, and the tar headers and padding');
 });
 
 function dominantChannel(rgb: number): string {
