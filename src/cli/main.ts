@@ -7,6 +7,8 @@ import { baseCommandDefinition } from './commands/base.js';
 import { buildCommandDefinition } from './commands/build.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
 import { configSchemaCommandDefinition } from './commands/config-schema.js';
+import { diffCommandDefinition } from './commands/diff.js';
+import { inspectCommandDefinition } from './commands/inspect.js';
 import { planCommandDefinition } from './commands/plan.js';
 
 export function createProgram(): Command {
@@ -15,7 +17,7 @@ export function createProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition()]) {
+  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

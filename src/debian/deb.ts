@@ -146,7 +146,7 @@ async function* wrapErrors(source: AsyncIterable<Buffer>, what: string): AsyncGe
 }
 
 /** zstd through the `zstd` program: Node 20 has no zstd decoder. */
-function spawnZstd(label: string): Duplex {
+export function spawnZstd(label: string): Duplex {
   const child = spawn('zstd', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
   const duplex = Duplex.from({ writable: child.stdin, readable: child.stdout });
   let stderr = '';

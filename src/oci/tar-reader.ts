@@ -2,11 +2,13 @@
  * A streaming tar reader: ustar, GNU (long names 'L'/'K', base-256 numbers) and PAX ('x' per
  * member, 'g' global) headers, pulled from an async iterable of chunks. It never holds more than
  * one chunk plus what the caller asks it to collect (PAX records, long names, and member contents
- * the caller wants as a Buffer, each under a size cap); everything else is skipped as it streams
- * past, and each member's byte offset in the tar stream is reported so a caller that also wrote
+ * the caller wants as a Buffer, each under a size cap); everything else is skipped (or hashed,
+ * for the members the caller wants a sha256 of) as it streams past, and each member's byte offset in the tar stream is reported so a caller that also wrote
  * the stream to a file can serve the content later from there.
  */
+import { createHash } from 'node:crypto';
 import { UserError } from '../errors.js';
+import type { Digest } from './digest.js';
 
 export type TarMemberType = 'file' | 'directory' | 'symlink' | 'hardlink' | 'other';
 
@@ -27,6 +29,8 @@ export interface TarMember {
   offset: number;
   /** The content, when the caller's `collect` asked for it. */
   content?: Buffer;
+  /** The sha256 of the content, when the caller's `hash` asked for it (computed as it streams past). */
+  sha256?: Digest;
 }
 
 export class TarFormatError extends UserError {}
@@ -38,6 +42,8 @@ export interface ReadTarOptions {
   collect?: (member: TarMember) => boolean;
   /** Largest content `collect` may hold, default 16 MiB. */
   maxCollect?: number;
+  /** Files whose content is hashed (sha256) as it streams past, without being held. */
+  hash?: (member: TarMember) => boolean;
 }
 
 const BLOCK = 512;
@@ -189,6 +195,17 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array | strin
       member.content = Buffer.from(await reader.read(contentSize));
       if (member.content.length < contentSize) fail(`truncated content of ${JSON.stringify(member.name)}`);
       await reader.skip(padded - contentSize);
+      if (options.hash?.(member)) member.sha256 = `sha256:${createHash('sha256').update(member.content).digest('hex')}`;
+    } else if (member.type === 'file' && options.hash?.(member)) {
+      const hash = createHash('sha256');
+      let seen = 0;
+      for await (const chunk of reader.take(contentSize)) {
+        hash.update(chunk);
+        seen += chunk.length;
+      }
+      if (seen < contentSize) fail(`truncated content of ${JSON.stringify(member.name)}`);
+      await reader.skip(padded - contentSize);
+      member.sha256 = `sha256:${hash.digest('hex')}`;
     } else if ((await reader.skip(padded)) < contentSize) {
       fail(`truncated content of ${JSON.stringify(member.name)}`);
     }
