@@ -1,4 +1,4 @@
-import { formatBytes } from './progress.js';
+import { formatBytes } from '../progress.js';
 import type { Artifact } from '../oci/image.js';
 import { artifactImages, artifactRoot } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';

@@ -3,7 +3,7 @@
  * task on stderr; elsewhere (CI, pipes, --json) it prints a plain line when a task starts and when
  * it ends, so logs stay readable.
  */
-import { silentProgress, type Progress } from '../progress.js';
+import { formatBytes, silentProgress, type Progress } from '../progress.js';
 
 interface Task {
   label: string;
@@ -87,16 +87,4 @@ class LiveProgress implements Progress {
       this.drawnLines++;
     }
   }
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
 }

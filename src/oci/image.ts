@@ -115,6 +115,8 @@ export const Annotation = {
   baseName: 'org.opencontainers.image.base.name',
   baseDigest: 'org.opencontainers.image.base.digest',
   refName: 'org.opencontainers.image.ref.name',
+  /** uvimage's own: what trimming removed from the runtime, a JSON array of {rule, files, bytes} (read by `uvimage inspect`). */
+  runtimeTrimmed: 'dev.uvimage.runtime.trimmed',
 } as const;
 
 /**

@@ -14,6 +14,7 @@ import { architectures } from '../facts/architectures.js';
 import type { Digest } from '../oci/digest.js';
 import { directoryEntries } from '../oci/directory-entries.js';
 import {
+  Annotation,
   assembleImage,
   assembleIndex,
   extendConfig,
@@ -34,9 +35,6 @@ import { buildVenvLayers } from '../python/venv-layers.js';
 import type { BuildPlan, PlatformPlan } from './plan.js';
 import { venvRoot } from './plan.js';
 import type { BytecodeCompilers, PipelineContext } from './sources.js';
-
-/** The manifest annotation that records what trimming removed from the runtime (read by `uvimage inspect`). */
-export const trimmedAnnotation = 'dev.uvimage.runtime.trimmed';
 
 /** What was built for one platform, for the summary and --json: read from what execution did, not copied from the plan. */
 export interface PlatformReport {
@@ -117,7 +115,7 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
     const layer = await writeStandaloneLayer(store, { archive, version: runtime.version, trim: runtime.trim !== false, mtime, root: runtime.root, plannedKey: runtime.key, progress });
     if (layer.interpreter !== runtime.interpreter) throw new UserError(`${runtime.asset}: its interpreter is ${layer.interpreter}, not ${runtime.interpreter}`);
     trimmed = layer.removed;
-    if (trimmed.length > 0) annotations[trimmedAnnotation] = JSON.stringify(trimmed);
+    if (trimmed.length > 0) annotations[Annotation.runtimeTrimmed] = JSON.stringify(trimmed);
     added.push({ layer: layer.layer, history: { created_by: `uvimage: python-build-standalone ${runtime.asset}`, comment: 'uvimage' } });
     roles.push('runtime');
   }

@@ -6,7 +6,7 @@
  * (by type, size, content digest or link target) in the image as it runs. Pure: it compares two
  * analyses (read with `hash`, so every file has its sha256).
  */
-import { formatBytes } from '../cli/progress.js';
+import { formatBytes } from '../progress.js';
 import type { Digest } from '../oci/digest.js';
 import { clip, describeOwner, inspectReport, type ImageAnalysis, type InspectReport } from './inspect.js';
 import { ownerKey, type Owner } from './owners.js';

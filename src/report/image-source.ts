@@ -21,7 +21,7 @@ import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, pipeline, type Duplex, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../progress.js';
 import { spawnZstd } from '../debian/deb.js';
 import { UserError, describeError } from '../errors.js';
 import { HashingStream, isDigest, sha256Digest, type Digest } from '../oci/digest.js';

@@ -6,12 +6,12 @@
  * files, what later layers shadow, its components, and for uvimage's images what trimming took
  * out of the runtime.
  */
-import type { Progress } from '../cli/progress.js';
-import { formatBytes } from '../cli/progress.js';
+import { formatBytes, type Progress } from '../progress.js';
 import type { Digest } from '../oci/digest.js';
 import type { ImageConfig } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';
 import type { TrimmedGroup } from '../python/standalone.js';
+import { Annotation } from '../oci/image.js';
 import { mergeLayers, readLayerContents, type LayerContents, type MergedImage } from './contents.js';
 import type { Compression, SourceImage } from './image-source.js';
 import { assignOwners, isOwnerMetadata, ownerKey, type DebianPackage, type Owner, type Ownership, type PythonDistribution, type PythonRuntime } from './owners.js';
@@ -104,17 +104,16 @@ function layerHistory(config: ImageConfig, count: number): (string | undefined)[
 }
 
 /** The annotation uvimage's build puts on a platform manifest: what trimming took from the runtime. */
-export const trimmedAnnotation = 'dev.uvimage.runtime.trimmed';
 
 /** `dev.uvimage.runtime.trimmed` read: a JSON array of {rule, files, bytes}; a malformed one is a warning, not an error. */
 export function readTrimmedAnnotation(annotations: Record<string, string>): { trimmed?: TrimmedGroup[]; warning?: string } {
-  const text = annotations[trimmedAnnotation];
+  const text = annotations[Annotation.runtimeTrimmed];
   if (text === undefined) return {};
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return { warning: `annotation ${trimmedAnnotation} is not JSON; what trimming removed is not shown` };
+    return { warning: `annotation ${Annotation.runtimeTrimmed} is not JSON; what trimming removed is not shown` };
   }
   const valid =
     Array.isArray(value) &&
@@ -128,7 +127,7 @@ export function readTrimmedAnnotation(annotations: Record<string, string>): { tr
         Number.isSafeInteger((group as TrimmedGroup).bytes) &&
         (group as TrimmedGroup).bytes >= 0,
     );
-  if (!valid) return { warning: `annotation ${trimmedAnnotation} is not an array of {rule, files, bytes}; what trimming removed is not shown` };
+  if (!valid) return { warning: `annotation ${Annotation.runtimeTrimmed} is not an array of {rule, files, bytes}; what trimming removed is not shown` };
   return { trimmed: (value as TrimmedGroup[]).map(({ rule, files, bytes }) => ({ rule, files, bytes })) };
 }
 

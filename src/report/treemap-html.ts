@@ -19,7 +19,7 @@
  */
 import { rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { formatBytes } from '../cli/progress.js';
+import { formatBytes } from '../progress.js';
 import { asWriteError, randomSuffix, removeQuietly } from '../oci/sinks/common.js';
 import { describeOwner, type ImageAnalysis, type InspectReport } from './inspect.js';
 import { ownerKey } from './owners.js';

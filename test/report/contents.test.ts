@@ -14,7 +14,8 @@ import type { LayerEntry } from '../../src/oci/layer-entry.js';
 import { writeLayer } from '../../src/oci/layer-writer.js';
 import { BlobStore } from '../../src/oci/store.js';
 import { mergeLayers, readLayerContents, type LayerContents } from '../../src/report/contents.js';
-import { describeOwner, readTrimmedAnnotation, trimmedAnnotation } from '../../src/report/inspect.js';
+import { describeOwner, readTrimmedAnnotation } from '../../src/report/inspect.js';
+import { Annotation } from '../../src/oci/image.js';
 import { assignOwners, isOwnerMetadata } from '../../src/report/owners.js';
 
 let work: string;
@@ -217,11 +218,11 @@ test('the trimmed-runtime annotation: read when well-formed, a warning otherwise
     { rule: 'test suite (lib/python3.12/test)', files: 1234, bytes: 23_456_789 },
     { rule: 'tkinter, idlelib, turtledemo', files: 321, bytes: 4_567_890 },
   ];
-  const manifest = { schemaVersion: 2, annotations: { [trimmedAnnotation]: JSON.stringify(groups), 'org.opencontainers.image.created': '1970-01-01T00:00:00Z' } };
+  const manifest = { schemaVersion: 2, annotations: { [Annotation.runtimeTrimmed]: JSON.stringify(groups), 'org.opencontainers.image.created': '1970-01-01T00:00:00Z' } };
   const parsed = JSON.parse(JSON.stringify(manifest)) as { annotations: Record<string, string> };
   assert.deepEqual(readTrimmedAnnotation(parsed.annotations), { trimmed: groups });
   assert.deepEqual(readTrimmedAnnotation({}), {});
-  assert.match(readTrimmedAnnotation({ [trimmedAnnotation]: '[{"rule":' }).warning!, /dev\.uvimage\.runtime\.trimmed is not JSON/);
-  assert.match(readTrimmedAnnotation({ [trimmedAnnotation]: '[{"rule":"x","files":-1,"bytes":3}]' }).warning!, /not an array of \{rule, files, bytes\}/);
-  assert.match(readTrimmedAnnotation({ [trimmedAnnotation]: '{"rule":"x","files":1,"bytes":3}' }).warning!, /not an array/);
+  assert.match(readTrimmedAnnotation({ [Annotation.runtimeTrimmed]: '[{"rule":' }).warning!, /dev\.uvimage\.runtime\.trimmed is not JSON/);
+  assert.match(readTrimmedAnnotation({ [Annotation.runtimeTrimmed]: '[{"rule":"x","files":-1,"bytes":3}]' }).warning!, /not an array of \{rule, files, bytes\}/);
+  assert.match(readTrimmedAnnotation({ [Annotation.runtimeTrimmed]: '{"rule":"x","files":1,"bytes":3}' }).warning!, /not an array/);
 });

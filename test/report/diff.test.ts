@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { silentProgress } from '../../src/cli/progress.js';
+import { silentProgress } from '../../src/progress.js';
 import { assembleImage, extendConfig, type Artifact, type Layer } from '../../src/oci/image.js';
 import type { LayerEntry } from '../../src/oci/layer-entry.js';
 import { writeLayer } from '../../src/oci/layer-writer.js';

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { after, before, test } from 'node:test';
-import { silentProgress } from '../../src/cli/progress.js';
+import { silentProgress } from '../../src/progress.js';
 import { UserError } from '../../src/errors.js';
 import { digestHex, sha256Digest } from '../../src/oci/digest.js';
 import type { Artifact } from '../../src/oci/image.js';
@@ -22,7 +22,8 @@ import { OciLayoutSink } from '../../src/oci/sinks/oci-layout.js';
 import { BlobStore } from '../../src/oci/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { openSourceImage, type OpenImageOptions } from '../../src/report/image-source.js';
-import { analyzeImage, inspectReport, trimmedAnnotation } from '../../src/report/inspect.js';
+import { analyzeImage, inspectReport } from '../../src/report/inspect.js';
+import { Annotation } from '../../src/oci/image.js';
 import { check } from '../harness/docker.js';
 import { makeBusyboxImage, makeBusyboxIndex, storeBlobSource } from '../harness/images.js';
 
@@ -44,8 +45,8 @@ const context = (tags: string[]) => ({ blobs: storeBlobSource(store), progress: 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'uvimage-report-source-'));
   store = await BlobStore.open(join(work, 'store'));
-  image = await makeBusyboxImage(store, amd64, { files: { 'etc/app.conf': 'setting = 1\n' }, annotations: { [trimmedAnnotation]: JSON.stringify(trimmed) } });
-  index = await makeBusyboxIndex(store, [amd64, arm64], { annotations: { [trimmedAnnotation]: JSON.stringify(trimmed) } });
+  image = await makeBusyboxImage(store, amd64, { files: { 'etc/app.conf': 'setting = 1\n' }, annotations: { [Annotation.runtimeTrimmed]: JSON.stringify(trimmed) } });
+  index = await makeBusyboxIndex(store, [amd64, arm64], { annotations: { [Annotation.runtimeTrimmed]: JSON.stringify(trimmed) } });
 });
 after(async () => {
   if (work) await rm(work, { recursive: true, force: true });

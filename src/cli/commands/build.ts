@@ -6,7 +6,7 @@ import { executePlan, type PlatformReport } from '../../pipeline/execute.js';
 import { planBuild, type BuildPlan, type PlatformPlan } from '../../pipeline/plan.js';
 import { BytecodeCompilers, defaultPlanSources, type PipelineContext } from '../../pipeline/sources.js';
 import { loadLockedProject, type LockedProject } from '../../python/locked-project.js';
-import { formatBytes } from '../progress.js';
+import { formatBytes } from '../../progress.js';
 import { addImageConfigOptions } from '../parse.js';
 import { addOutputOptions, collect, openImageRun, type CommonOptions, type ImageRun } from '../run.js';
 

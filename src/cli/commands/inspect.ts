@@ -6,7 +6,8 @@ import { RegistryClient } from '../../registry/client.js';
 import { openSourceImage, type OpenImageOptions } from '../../report/image-source.js';
 import { analyzeImage, formatInspect, inspectReport } from '../../report/inspect.js';
 import { writeTreemapHtml } from '../../report/treemap-html.js';
-import { createProgress, type Progress } from '../progress.js';
+import type { Progress } from '../../progress.js';
+import { createProgress } from '../progress.js';
 import { collect } from '../run.js';
 
 /** The flags every command that reads images shares. */
