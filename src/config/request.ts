@@ -10,9 +10,9 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { ConfigError, describeConfigIssue, toolUvimageSchema, type ToolUvimage } from './schema.js';
 import { parseCommandLine, parseKeyValues } from './values.js';
-import { parseArchitecture, type Architecture } from '../facts/architectures.js';
+import { architectures, parseArchitecture, type Architecture } from '../facts/architectures.js';
 import { buildTimestamp, type MediaTypeFlavour } from '../oci/image.js';
-import { formatPlatform, ociPlatform, parsePlatform, type Platform } from '../oci/platform.js';
+import { formatPlatform, parsePlatform, type Platform } from '../oci/platform.js';
 import { readPyProject, type PyProject } from '../python/pyproject.js';
 import { parseReference } from '../registry/reference.js';
 
@@ -161,7 +161,9 @@ export async function resolveBuildRequest(directory: string, flags: BuildFlags, 
     if (platform.os !== 'linux') throw new UserError(`${where('platforms')}: ${text}: uvimage builds linux images only`);
     const arch = parseArchitecture(formatPlatform(platform), `${where('platforms')}: platform`);
     if (targets.some((target) => target.arch === arch)) throw new UserError(`${where('platforms')}: ${text} is listed twice`);
-    targets.push({ platform: ociPlatform(arch), arch });
+    // The platform as asked for, in OCI's names (linux/aarch64 is linux/arm64); a variant only when given.
+    const oci = architectures[arch].oci.architecture;
+    targets.push({ platform: platform.variant ? { os: 'linux', architecture: oci, variant: platform.variant } : { os: 'linux', architecture: oci }, arch });
   }
 
   // 4. Options that contradict each other.

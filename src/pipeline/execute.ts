@@ -27,7 +27,7 @@ import {
 } from '../oci/image.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
-import { ociPlatform } from '../oci/platform.js';
+import { parsePlatform } from '../oci/platform.js';
 import type { BlobStore } from '../oci/store.js';
 import type { UvLock } from '../python/lock.js';
 import { fetchStandalone, writeStandaloneLayer, type TrimmedGroup } from '../python/standalone.js';
@@ -82,7 +82,7 @@ export async function executePlan(plan: BuildPlan, context: ExecuteContext): Pro
 async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: ExecuteContext): Promise<{ image: Image; report: PlatformReport }> {
   const { store, progress, env } = context;
   const mtime = plan.created.seconds;
-  const platform = ociPlatform(p.target.arch);
+  const platform = parsePlatform(p.platform);
   const roles: string[] = [];
   const added: AddedLayer[] = [];
   const annotations = { ...p.annotations };

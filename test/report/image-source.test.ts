@@ -3,7 +3,7 @@
  * forms of docker-archive (uvimage's --tar, classic `docker save` with a repeated layer as a
  * symlink, Docker 25's archive that is also an OCI layout, packed by GNU tar), platform and tag
  * choice, and refusal of a blob that does not match its digest. The registry and `docker save`
- * of a real engine are in inspect-e2e.test.ts.
+ * of a real engine are in inspect.e2e.test.ts.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';

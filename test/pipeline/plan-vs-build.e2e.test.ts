@@ -134,7 +134,7 @@ test('a pulled base: the plan is what the build does', async () => {
 
 test('two platforms: the plan is what the build does', async () => {
   const { plan } = await planThenBuild('two-platforms', [fastapiHello, '--platform', 'linux/amd64,linux/arm64', '--python', '3.13'], standaloneEnv(mirror313));
-  assert.deepEqual(plan.platforms.map((platform) => platform.platform), ['linux/amd64', 'linux/arm64/v8']);
+  assert.deepEqual(plan.platforms.map((platform) => platform.platform), ['linux/amd64', 'linux/arm64']);
   assert.notEqual(plan.platforms[0]!.runtime.kind === 'standalone' && plan.platforms[0]!.runtime.sha256, plan.platforms[1]!.runtime.kind === 'standalone' && plan.platforms[1]!.runtime.sha256);
 });
 
