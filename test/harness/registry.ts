@@ -157,7 +157,8 @@ async function waitForRegistry(port: number, child: ChildProcess, stderr: () => 
   throw new Error(`docker-registry did not answer on 127.0.0.1:${port} within 15 s: ${stderr().trim()}`);
 }
 
-async function killChild(child: ChildProcess): Promise<void> {
+/** Stops a server the harness started: SIGTERM, SIGKILL after 5 s. */
+export async function killChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
