@@ -15,7 +15,8 @@
  *   privateIndex the project's dependency comes from the tests' private index (private-index.ts):
  *                the copy is pointed at the running index and locked, and the build gets the
  *                index's credentials
- *   checks       each one container run: `command` (default: the image's own command) with `env`;
+ *   checks       each one container run: `command` (the whole command line, entrypoint replaced;
+ *                default: the image's own entrypoint and command) with `env`;
  *                passes when it exits 0 and its stdout holds `stdout`, or, with `http`, when it
  *                answers GET `path` on the port with `status` (default 200) and a body holding
  *                `body`. `{port}` in `env` values and `command` is a free port on 127.0.0.1.
@@ -103,6 +104,8 @@ export interface CorpusRunOptions {
   privateIndex?: PrivateIndex;
   /** Per check; default 60 s, give more under qemu. */
   timeoutMs?: number;
+  /** Called with the copy's path once it is ready (and locked, for the private index), before the build. */
+  beforeBuild?: (copy: string) => void | Promise<void>;
   /** Leave the image in the engine (default: removed after the checks). */
   keepImage?: boolean;
 }
@@ -151,6 +154,7 @@ export async function runCorpusProject(project: CorpusProject, options: CorpusRu
   if (options.python) args.push('--python', options.python);
   args.push(...project.smoke.build);
 
+  await options.beforeBuild?.(copy);
   const started = Date.now();
   const result = await uvimage(args, buildEnv);
   const build: CorpusOutcome['build'] = { code: result.code, seconds: (Date.now() - started) / 1000, stderr: result.stderr };
@@ -197,12 +201,15 @@ async function runCheck(image: string, check: SmokeCheck, options: CorpusRunOpti
   const dockerArgs = ['--name', name, '--network', 'host', '--read-only', '--user', '65532'];
   if (options.platform !== 'linux/amd64') dockerArgs.push('--platform', options.platform);
   for (const [key, value] of Object.entries(check.env ?? {})) dockerArgs.push('--env', `${key}=${fill(value)}`);
-  const command = (check.command ?? []).map(fill);
+  // The whole command line replaces the image's: its first word as the entrypoint (found on the
+  // image's PATH), so a check means the same whether the image runs its program as Entrypoint or Cmd.
+  const [program, ...args] = (check.command ?? []).map(fill);
+  if (program) dockerArgs.push('--entrypoint', program);
   const started = Date.now();
   const finish = (ok: boolean, detail: string, output: string): CheckOutcome => ({ name: check.name, ok, detail, output, ms: Date.now() - started });
 
   if (check.http) {
-    const startedContainer = await run('docker', ['run', '--detach', ...dockerArgs, image, ...command]);
+    const startedContainer = await run('docker', ['run', '--detach', ...dockerArgs, image, ...args]);
     if (startedContainer.code !== 0) return finish(false, `docker run failed: ${lastProblemLine(startedContainer.stderr)}`, startedContainer.stderr);
     try {
       const answer = await waitForHttp(`http://127.0.0.1:${port}${check.http.path}`, name, timeoutMs);
@@ -226,7 +233,7 @@ async function runCheck(image: string, check: SmokeCheck, options: CorpusRunOpti
     timedOut = true;
     void run('docker', ['rm', '--force', name]);
   }, timeoutMs);
-  const result = await run('docker', ['run', ...dockerArgs, image, ...command]);
+  const result = await run('docker', ['run', ...dockerArgs, image, ...args]);
   clearTimeout(timer);
   await removeContainers([name]);
   const output = `${result.stdout}${result.stderr}`;

@@ -1,10 +1,10 @@
 /**
  * A private Python package index for the tests (issue 11, point 5): the real `pypiserver` from
  * PyPI on 127.0.0.1 with basic auth (an htpasswd file), serving the wheel of
- * test/fixtures/private-pkg (a package no public index has, built with `uv build`), and a fault
- * proxy (fault-proxy.ts) in front of it that can answer downloads with a redirect to another host
- * (`localhost` instead of 127.0.0.1, still this machine), so a test can show whether credentials
- * follow a redirect off the index's host.
+ * test/fixtures/private-pkg (a package no public index has, built with `uv build`; each server's
+ * wheel has a build id of its own), and a fault proxy (fault-proxy.ts) in front of it that can
+ * answer downloads with a redirect to another host (`localhost` instead of 127.0.0.1, still this
+ * machine), so a test can show whether credentials follow a redirect off the index's host.
  *
  * pypiserver and passlib (which pypiserver needs to read an htpasswd file) are installed with the
  * test uv, once, into a venv under the test cache; the server runs as `python -m pypiserver` from
@@ -17,9 +17,8 @@
  * machine, so the lock is made afresh each run rather than committed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +27,7 @@ import { testCacheDir } from './cache.js';
 import { check } from './docker.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { exists } from './project-build.js';
-import { freePort, killChild } from './registry.js';
+import { freePort, killChild, waitForServer } from './registry.js';
 import { pyenvPython, runUv } from './uv.js';
 
 export const pypiserverVersion = '2.4.2';
@@ -96,7 +95,12 @@ export async function startPrivateIndex(): Promise<PrivateIndex> {
   const dir = await mkdtemp(join(tmpdir(), 'uvimage-private-index-'));
   const packages = join(dir, 'packages');
   await mkdir(packages);
-  await runUv(['build', '--wheel', '--quiet', '--out-dir', packages, privatePackageDir]);
+  // A wheel of its own for each server (a build id inside), so no cache, uv's or uvimage's
+  // store, holds it: every build that needs it downloads it through this index.
+  const source = join(dir, 'source');
+  await cp(privatePackageDir, source, { recursive: true });
+  await writeFile(join(source, 'src', 'uvimage_corpus_private', '_build.py'), `BUILD_ID = "${randomBytes(8).toString('hex')}"\n`);
+  await runUv(['build', '--wheel', '--quiet', '--out-dir', packages, source]);
   const [filename] = (await readdir(packages)).filter((name) => name.endsWith('.whl'));
   if (!filename) throw new Error(`uv build of ${privatePackageDir} wrote no wheel`);
   const sha256 = createHash('sha256').update(await readFile(join(packages, filename))).digest('hex');
@@ -127,7 +131,8 @@ export async function startPrivateIndex(): Promise<PrivateIndex> {
     child.stdout!.on('data', collect);
     child.stderr!.on('data', collect);
     try {
-      await waitForIndex(port, child, () => output);
+      // 401: it answers, and asks for credentials as configured.
+      await waitForServer('pypiserver', { port, path: '/simple/', ready: [401] }, child, () => output, 30_000);
       break;
     } catch (error) {
       await killChild(child);
@@ -159,30 +164,6 @@ export async function startPrivateIndex(): Promise<PrivateIndex> {
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Waits until pypiserver answers /simple/ (401: it asks for credentials, as configured). */
-async function waitForIndex(port: number, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  let exited = false;
-  child.once('exit', () => {
-    exited = true;
-  });
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`pypiserver exited at start: ${output().trim()}`);
-    const status = await new Promise<number | undefined>((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/simple/', agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode);
-      });
-      req.on('error', () => resolve(undefined));
-      req.setTimeout(1000, () => req.destroy());
-    });
-    if (status === 401) return;
-    if (status !== undefined) throw new Error(`pypiserver answered /simple/ with ${status} without credentials, expected 401: ${output().trim()}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`pypiserver did not answer on 127.0.0.1:${port} within 30 s: ${output().trim()}`);
 }
 
 /**

@@ -5,8 +5,8 @@
  * changed copy fails it (the check can fail), and each lock really has the shape its project
  * stands for (a fork, a normalised marker, intersected bounds, an sdist-only package…). The
  * private-index project is locked against the tests' pypiserver with credentials, which also
- * proves the server refuses anonymous requests and that its redirect to another host serves the
- * same file.
+ * proves the server refuses anonymous requests, that its redirect to another host serves the
+ * same file, and what uv itself does across that redirect.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -209,7 +209,7 @@ test('each lock has the shape its project stands for', async () => {
   }
 });
 
-test('the private index: refuses anonymous requests, uv locks the project against it with credentials, a redirect to another host serves the same wheel', async (t) => {
+test('the private index: refuses anonymous requests; uv locks against it with credentials and sends none to a redirect target on another host', async (t) => {
   let index: PrivateIndex | undefined;
   t.after(() => index?.stop());
   index = await startPrivateIndex();
@@ -220,27 +220,34 @@ test('the private index: refuses anonymous requests, uv locks the project agains
   assert.equal(page.status, 200);
   assert.ok((await page.text()).includes(`${index.wheel.filename}#sha256=${index.wheel.sha256}`));
 
-  const project = projects.find((entry) => entry.smoke.privateIndex)!;
-  const copy = join(work, 'private-index');
-  await cp(project.dir, copy, { recursive: true });
-  await pointAtPrivateIndex(copy, index);
-  const lock = await readToml<Lock>(join(copy, 'uv.lock'));
-  const locked = only(lock, privatePackageName);
-  assert.deepEqual(locked.source, { registry: index.url });
-  assert.deepEqual(locked.wheels!.map((wheel) => wheel.url), [`${index.url.replace(/simple\/$/, '')}packages/${index.wheel.filename}`]);
-  assert.ok(only(lock, 'attrs').source.registry!.startsWith('https://pypi.org/'), 'the rest from PyPI');
-  assert.ok(index.proxy.log.some((entry) => entry.authorization && entry.status === 200), 'uv sent the credentials to the index');
-  assert.equal((await lockCheck(copy, index.credentialsEnv)).code, 0, 'uv lock --check of the fresh lock');
-
-  // Downloads redirected to another host: the file arrives from there without credentials.
+  // The redirect serves the same file from another host name, to anyone.
   index.redirectDownloads(true);
-  const wheelUrl = locked.wheels![0]!.url;
-  const redirect = await fetch(wheelUrl, { headers: { authorization }, redirect: 'manual' });
+  const wheelPath = `/packages/${index.wheel.filename}`;
+  const redirect = await fetch(`${index.url.replace(/\/simple\/$/, '')}${wheelPath}`, { headers: { authorization }, redirect: 'manual' });
   assert.equal(redirect.status, 307);
   const location = new URL(redirect.headers.get('location')!);
   assert.equal(location.hostname, 'localhost', 'another host name than the index (127.0.0.1)');
   const moved = await fetch(location);
   assert.equal(moved.status, 200);
   assert.equal(createHash('sha256').update(Buffer.from(await moved.arrayBuffer())).digest('hex'), index.wheel.sha256);
-  assert.deepEqual(index.proxy.storageLog, [{ path: `/packages/${index.wheel.filename}`, authorization: false }]);
+  index.proxy.resetStats();
+
+  // uv, the reference: locking needs the wheel (pypiserver serves no separate metadata), which
+  // it asks the index for with the credentials and then fetches from the other host without them.
+  const project = projects.find((entry) => entry.smoke.privateIndex)!;
+  const copy = join(work, 'private-index');
+  await cp(project.dir, copy, { recursive: true });
+  await pointAtPrivateIndex(copy, index);
+  const atIndex = index.proxy.log.filter((entry) => entry.path === wheelPath);
+  assert.ok(atIndex.length > 0 && atIndex.every((entry) => entry.authorization), `uv asked the index for the wheel with credentials: ${JSON.stringify(index.proxy.log)}`);
+  assert.ok(index.proxy.storageLog.length > 0, 'uv followed the redirect');
+  assert.deepEqual(index.proxy.storageLog.filter((entry) => entry.authorization), [], 'uv sent no credentials to the other host');
+  index.redirectDownloads(false);
+
+  const lock = await readToml<Lock>(join(copy, 'uv.lock'));
+  const locked = only(lock, privatePackageName);
+  assert.deepEqual(locked.source, { registry: index.url });
+  assert.deepEqual(locked.wheels!.map((wheel) => wheel.url), [`${index.url.replace(/simple\/$/, '')}packages/${index.wheel.filename}`]);
+  assert.ok(only(lock, 'attrs').source.registry!.startsWith('https://pypi.org/'), 'the rest from PyPI');
+  assert.equal((await lockCheck(copy, index.credentialsEnv)).code, 0, 'uv lock --check of the fresh lock');
 });
