@@ -102,7 +102,7 @@ test('private-index with every wheel download redirected to another host: the in
   const atIndex = redirecting.proxy.log.filter((entry) => entry.path === wheelPath);
   const atOtherHost = redirecting.proxy.storageLog;
   console.log(
-    `${outcome.summary}; the index got ${atIndex.length} request(s) for the wheel, ${atIndex.filter((entry) => entry.authorization).length} with credentials; ` +
+    `redirected: the index got ${atIndex.length} request(s) for the wheel, ${atIndex.filter((entry) => entry.authorization).length} with credentials; ` +
       `the other host ${atOtherHost.length}, ${atOtherHost.filter((entry) => entry.authorization).length} with credentials`,
   );
   assert.deepEqual(atOtherHost.filter((entry) => entry.authorization), [], 'no credentials to the other host');

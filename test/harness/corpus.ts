@@ -28,7 +28,7 @@ import { z } from 'zod';
 import { uvimage } from './cli.js';
 import { run } from './docker.js';
 import { pointAtPrivateIndex, type PrivateIndex } from './private-index.js';
-import { removeContainers, sharedCliCache, waitForHttp, type BuildJson } from './project-build.js';
+import { inspectImage, removeContainers, sharedCliCache, waitForHttp, type BuildJson } from './project-build.js';
 import { freePort } from './registry.js';
 import { uvBinary, uvCacheDir } from './uv.js';
 
@@ -166,6 +166,11 @@ export async function runCorpusProject(project: CorpusProject, options: CorpusRu
       return outcome;
     }
     build.json = JSON.parse(result.stdout) as BuildJson;
+    const loaded = (await inspectImage(image)).Architecture;
+    if (loaded !== arch) {
+      outcome.summary = `${project.name} ${options.platform}: the loaded image is ${loaded}, not ${arch}`;
+      return outcome;
+    }
     for (const check of project.smoke.checks) outcome.checks.push(await runCheck(image, check, options));
     const failed = outcome.checks.filter((check) => !check.ok);
     outcome.ok = failed.length === 0;
