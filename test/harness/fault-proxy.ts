@@ -3,9 +3,10 @@
  * with a status instead of forwarding (500s, a 429 with Retry-After), drop the connection before
  * forwarding, cut a request body midway (the registry gets part of it, the client a reset),
  * flip a byte of a response body, replace a response body (malformed JSON), strip headers, or
- * redirect blob downloads to a "storage" server on a second port. It keeps the client's Host
+ * redirect blob downloads to a "storage" server on a second port (named `localhost` if asked,
+ * so the redirect crosses hosts while every server binds 127.0.0.1). It keeps the client's Host
  * header, so the registry's upload Locations point back through the proxy, and counts requests
- * and bytes.
+ * and bytes. Any HTTP server can stand behind it (the private Python index of the tests too).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -49,7 +50,7 @@ export interface FaultProxy {
   /** `127.0.0.1:PORT`, to use as the registry host. */
   host: string;
   port: number;
-  /** `127.0.0.1:PORT` of the storage server redirects point at. */
+  /** `HOST:PORT` of the storage server redirects point at (HOST: `storageHostname`, default 127.0.0.1). */
   storageHost: string;
   stats: { requests: number; byMethod: Record<string, number>; requestBytes: number; responseBytes: number; faults: number };
   log: ProxyLogEntry[];
@@ -69,7 +70,7 @@ interface ActiveRule {
 export async function startFaultProxy(
   upstream: string,
   rules: FaultRule[] = [],
-  options: { storageAuthorization?: string } = {},
+  options: { storageAuthorization?: string; storageHostname?: string } = {},
 ): Promise<FaultProxy> {
   const [upstreamHost, upstreamPortText] = upstream.split(':');
   const upstreamPort = Number(upstreamPortText);
@@ -79,6 +80,7 @@ export async function startFaultProxy(
   const storageLog: FaultProxy['storageLog'] = [];
   const agent = new http.Agent({ keepAlive: false });
   let storagePort = 0;
+  const storageHostname = options.storageHostname ?? '127.0.0.1';
 
   const setRules = (next: FaultRule[]) => {
     active = next.map((rule) => ({ rule, seen: 0, acted: 0 }));
@@ -140,7 +142,7 @@ export async function startFaultProxy(
       req.resume();
       req.on('end', () => {
         entry.status = 307;
-        res.writeHead(307, { location: `http://127.0.0.1:${storagePort}/storage${req.url}`, 'content-length': '0' });
+        res.writeHead(307, { location: `http://${storageHostname}:${storagePort}/storage${req.url}`, 'content-length': '0' });
         res.end();
       });
       return;
@@ -253,7 +255,7 @@ export async function startFaultProxy(
   return {
     host: `127.0.0.1:${port}`,
     port,
-    storageHost: `127.0.0.1:${storagePort}`,
+    storageHost: `${storageHostname}:${storagePort}`,
     stats,
     log,
     storageLog,

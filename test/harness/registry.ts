@@ -109,7 +109,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
       stderr = (stderr + chunk.toString('utf8')).slice(-4000);
     });
     try {
-      await waitForRegistry(port, child, () => stderr);
+      await waitForServer('docker-registry', { port, path: '/v2/', ready: [200, 401] }, child, () => stderr);
     } catch (error) {
       await killChild(child);
       if (tries < 2 && /address already in use/.test(stderr)) continue;
@@ -135,29 +135,40 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
   }
 }
 
-async function waitForRegistry(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
-  const deadline = Date.now() + 15_000;
+/**
+ * Waits until a server the harness started answers GET `path` on 127.0.0.1:`port` with one of
+ * `ready` (e.g. 401 for one that wants credentials); fails early if the process exits.
+ */
+export async function waitForServer(
+  what: string,
+  target: { port: number; path: string; ready: number[] },
+  child: ChildProcess,
+  output: () => string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   let exited = false;
   child.once('exit', () => {
     exited = true;
   });
   while (Date.now() < deadline) {
-    if (exited) throw new Error(`docker-registry exited at start: ${stderr().trim()}`);
+    if (exited) throw new Error(`${what} exited at start: ${output().trim()}`);
     const status = await new Promise<number | undefined>((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/v2/', agent: false }, (res) => {
+      const req = http.get({ host: '127.0.0.1', port: target.port, path: target.path, agent: false }, (res) => {
         res.resume();
         resolve(res.statusCode);
       });
       req.on('error', () => resolve(undefined));
       req.setTimeout(1000, () => req.destroy());
     });
-    if (status === 200 || status === 401) return;
+    if (status !== undefined && target.ready.includes(status)) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error(`docker-registry did not answer on 127.0.0.1:${port} within 15 s: ${stderr().trim()}`);
+  throw new Error(`${what} did not answer on 127.0.0.1:${target.port} within ${timeoutMs / 1000} s: ${output().trim()}`);
 }
 
-async function killChild(child: ChildProcess): Promise<void> {
+/** Stops a server the harness started: SIGTERM, SIGKILL after 5 s. */
+export async function killChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
