@@ -33,6 +33,8 @@ export interface BuildFlags {
   group?: string[];
   onlyGroup?: string[];
   separateLayer?: string[];
+  package?: string[];
+  allPackages?: boolean;
   frozen?: boolean;
   entrypoint?: string;
   cmd?: string;
@@ -106,6 +108,8 @@ const flagKeys: { flag: string; key: keyof ToolUvimage; read: (flags: BuildFlags
   { flag: '--group', key: 'groups', read: (flags) => (flags.group?.length ? flags.group : undefined) },
   { flag: '--only-group', key: 'only-groups', read: (flags) => (flags.onlyGroup?.length ? flags.onlyGroup : undefined) },
   { flag: '--separate-layer', key: 'separate-layers', read: (flags) => (flags.separateLayer?.length ? flags.separateLayer : undefined) },
+  { flag: '--package', key: 'package', read: (flags) => (flags.package?.length ? flags.package : undefined) },
+  { flag: '--all-packages', key: 'all-packages', read: (flags) => (flags.allPackages ? true : undefined) },
 ];
 
 /** Flags whose KEY=VALUE entries are added to a table key's (the flag's entries win). */
@@ -180,6 +184,7 @@ export async function resolveBuildRequest(directory: string, flags: BuildFlags, 
   if (config['debian-lock'] && targets.length > 1 && !config['debian-lock'].includes('{arch}')) {
     throw new UserError(`${where('debian-lock')}: a Debian lock is per architecture; with several platforms put {arch} in its name (e.g. base-{arch}.lock)`);
   }
+  conflict('package', 'all-packages', 'all-packages installs every workspace member');
   if (config['only-groups']?.length && (config.groups?.length || config.extras?.length || config['all-extras'])) {
     throw new UserError(`${where('only-groups')}: only-groups installs only those groups, without the project, so it cannot be combined with groups or extras`);
   }

@@ -46,6 +46,11 @@ export const toolUvimageSchema = z
     groups: z.array(z.string()).optional().describe('dependency groups to install (none of the dev group by default)'),
     'only-groups': z.array(z.string()).optional(),
     'separate-layers': z.array(z.string()).optional().describe('packages (e.g. torch) that get a layer of their own'),
+    package: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .optional()
+      .describe('workspace member(s) to install, as `uv sync --package`: a virtual workspace root builds one of its members'),
+    'all-packages': z.boolean().optional().describe('install every workspace member, as `uv sync --all-packages`'),
   })
   .describe('uvimage settings ([tool.uvimage] in pyproject.toml)');
 

@@ -49,6 +49,11 @@ export interface PlanSources {
   pulledBaseGlibc(base: PulledBase, reference: string): Promise<[number, number]>;
   /** Where a runtime archive is downloaded from: its release URL, or the same path under a mirror. */
   standaloneUrl(download: StandaloneDownload): string;
+  /**
+   * Refuses a lock uv would refuse (uv lock --check, run with `python` so uv need not search for
+   * one), and a uv the project's required-version does not allow; frozen: only the latter.
+   */
+  checkLock(locked: LockedProject, options: { frozen: boolean; python?: string }): Promise<void>;
 }
 
 export interface PulledBase {
@@ -140,6 +145,8 @@ function installOptions(config: ToolUvimage, locked: LockedProject): InstallOpti
     groups: config.groups ?? [],
     onlyGroups: config['only-groups'] ?? [],
     noDefaultGroups: true,
+    allPackages: locked.allPackages,
+    packages: locked.packages,
     // uv reads no-binary / no-build from the workspace root, whichever member is installed.
     ...buildSettingsFromToolUv(locked.root.toolUv),
   };
@@ -183,14 +190,7 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
   const asked = await requestedPython(request, locked);
   const fallback = await defaultCommand(config, locked);
 
-  // Names the request gives that must be in the lock.
-  const lockNames = new Set(locked.lock.packages.map((pkg) => normalizeName(pkg.name)));
-  for (const name of config['separate-layers'] ?? []) {
-    if (!lockNames.has(normalizeName(name))) throw new UserError(`${request.origins['separate-layers'] ?? 'tool.uvimage.separate-layers'}: ${name} is not a package of ${locked.lock.path}`);
-  }
-
-  // 1. What to install, and the runtime and Python version of every platform: nothing is downloaded for these.
-  checkInstallOptions(project, locked.lock, install);
+  // 1. The runtime and Python version of every platform: nothing is downloaded for these.
   const table = runtimeKind === 'standalone' ? await sources.standaloneDownloads() : undefined;
   const chosen = request.targets.map(({ arch }) => {
     if (runtimeKind === 'debian') {
@@ -205,7 +205,6 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
       allows: requiresPython ? (version) => matchesSpecifiers(version, requiresPython) : undefined,
       source: table!.source,
     });
-    checkLockAllowsPython(locked.lock, download.version);
     return { minor: download.version.split('.').slice(0, 2).join('.'), download };
   });
 
@@ -219,7 +218,16 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
     }
   }
 
-  // 3. Each platform: its base (the metadata reads), then the pure layout.
+  // 3. The lock, as uv judges it; then what the request asks of it.
+  await sources.checkLock(locked, { frozen: request.frozen, python: interpreters.get(chosen[0]!.minor)?.interpreter });
+  for (const { download } of chosen) if (download) checkLockAllowsPython(locked.lock, download.version);
+  checkInstallOptions(project, locked.lock, install);
+  const lockNames = new Set(locked.lock.packages.map((pkg) => normalizeName(pkg.name)));
+  for (const name of config['separate-layers'] ?? []) {
+    if (!lockNames.has(normalizeName(name))) throw new UserError(`${request.origins['separate-layers'] ?? 'tool.uvimage.separate-layers'}: ${name} is not a package of ${locked.lock.path}`);
+  }
+
+  // 4. Each platform: its base (the metadata reads), then the pure layout.
   const platforms: PlatformPlan[] = [];
   for (const [position, { platform, arch }] of request.targets.entries()) {
     const { minor, download } = chosen[position]!;

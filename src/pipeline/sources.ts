@@ -15,6 +15,7 @@ import type { BlobStore } from '../oci/store.js';
 import { readTar } from '../oci/tar-reader.js';
 import type { Progress } from '../progress.js';
 import type { HostPycCompiler } from '../python/bytecode.js';
+import { checkLockWithUv, checkRequiredUv, requiresUvVersion, uvVersion } from '../python/lock-check.js';
 import { loadStandaloneDownloads, standaloneUrl } from '../python/standalone.js';
 import { openBytecodeCompiler } from '../python/venv-layers.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -83,6 +84,11 @@ export function defaultPlanSources(context: PipelineContext, compilers: Bytecode
       return { manifestDigest: pulled.manifestDigest, platform: pulled.platform, config: pulled.config, layers: pulled.layers };
     },
     pulledBaseGlibc: (base, reference) => glibcOfBase(base, store, context.blobs, reference),
+    checkLock: async (locked, options) => {
+      if (!options.frozen) return checkLockWithUv(locked.root, locked.members, { env, python: options.python, store });
+      // Frozen: the lock is taken as it is, but the uv the project asks for still has to be the one that builds it.
+      if (await requiresUvVersion(locked.root)) await checkRequiredUv(locked.root, await uvVersion(env), env);
+    },
   };
 }
 

@@ -6,13 +6,12 @@
  * architecture and the wheel's tags are among the target's). Anything else is an error naming
  * the package, the target and the wheels that exist.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { architectures, hostArchitecture } from '../facts/architectures.js';
-import { uvExecutable } from './uv.js';
+import { runUv, UvFailed } from './uv.js';
 
 export interface BuildWheelOptions {
   /** The uv executable; default uvExecutable(env): $UV, else 'uv' on PATH. */
@@ -42,18 +41,9 @@ export async function buildWheel(source: string, options: BuildWheelOptions): Pr
   args.push(source);
   const env: NodeJS.ProcessEnv = { ...(options.env ?? process.env) };
   if (options.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(options.sourceDateEpoch);
-  const uv = options.uv ?? uvExecutable(env);
   try {
-    await new Promise<void>((resolve, reject) => {
-      execFile(uv, args, { env, maxBuffer: 16 * 1024 * 1024, cwd: outDir }, (error, _stdout, stderr) => {
-        if (!error) return resolve();
-        const detail = String(stderr).trim().split('\n').filter(Boolean).slice(-3).join(' | ') || error.message;
-        reject(
-          (error as NodeJS.ErrnoException).code === 'ENOENT'
-            ? new UserError(`building ${options.name} needs uv (uv build --wheel); ${uv === 'uv' ? 'there is none on PATH' : `${uv} (from $UV) was not found`}`)
-            : new UserError(`uv build --wheel of ${options.name} failed: ${detail}`),
-        );
-      });
+    await runUv(args, { env, cwd: outDir, uv: options.uv, why: `building ${options.name} (uv build --wheel)` }).catch((error: unknown) => {
+      throw error instanceof UvFailed ? new UserError(`uv build --wheel of ${options.name} failed: ${error.lastLines()}`) : error;
     });
     const wheels = (await readdir(outDir)).filter((name) => name.endsWith('.whl'));
     if (wheels.length !== 1) throw new UserError(`uv build --wheel of ${options.name} produced ${wheels.length} wheels, expected one`);

@@ -48,6 +48,8 @@ export interface InstallOptions {
   allGroups?: boolean;
   /** --all-packages: every workspace member, not only the project and what it depends on. */
   allPackages?: boolean;
+  /** --package (several): these workspace members and what they depend on, instead of the project. */
+  packages?: string[];
   /**
    * uv's `no-binary` / `no-binary-package`: build these from source even when a wheel fits (true:
    * every package). Default: read from the project's [tool.uv] (pass the workspace root's settings
@@ -202,8 +204,9 @@ export function checkInstallOptions(project: PyProject, lock: UvLock, options: I
   if (project.hasProjectTable && !rootPackage) {
     throw new UserError(`${lock.path} has no package for the project ${project.name}; run \`uv lock\``);
   }
-  // Roots: the project; with --all-packages or a virtual workspace root (no [project]), every member.
-  const roots = rootPackage && !options.allPackages ? [rootPackage] : members;
+  // Roots: the project; the members --package names; with --all-packages or a virtual workspace root (no [project]), every member.
+  const named = new Set((options.packages ?? []).map(normalizeName));
+  const roots = named.size > 0 ? members.filter((pkg) => named.has(normalizeName(pkg.name))) : rootPackage && !options.allPackages ? [rootPackage] : members;
 
   // Extras: validated against what the roots provide.
   const providedExtras = new Set<string>();

@@ -310,4 +310,3 @@ export function isLocalProjectSource(source: LockSource): boolean {
   return source.editable !== undefined || source.virtual !== undefined || source.directory !== undefined;
 }
 
-export { checkLockFresh } from './lock-fresh.js';

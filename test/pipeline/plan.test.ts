@@ -66,12 +66,15 @@ function plainSources(calls: string[] = []): PlanSources {
       calls.push('glibc');
       return [2, 36];
     },
+    checkLock: async (_locked, options) => {
+      calls.push(`lock ${options.frozen ? 'frozen' : 'checked'} with ${options.python}`);
+    },
   };
 }
 
 async function plan(dir: string, flags: BuildFlags = {}, sources = plainSources(), env: NodeJS.ProcessEnv = {}): Promise<BuildPlan> {
   const request = await resolveBuildRequest(dir, { frozen: true, ...flags }, env);
-  const locked = await loadLockedProject(request.dir, { frozen: true });
+  const locked = await loadLockedProject(request.dir);
   return planBuild(request, locked, sources);
 }
 
@@ -111,7 +114,7 @@ test('a pulled base: its glibc caps the wheels, its config is the start of ours,
   const calls: string[] = [];
   const built = await plan(join(fixtures, 'cext'), { base: 'registry.example/base:1' }, plainSources(calls));
   const platform = built.platforms[0]!;
-  assert.deepEqual(calls, ['pull registry.example/base:1', 'glibc']);
+  assert.deepEqual(calls, ['lock frozen with /opt/python3.12/bin/python3.12', 'pull registry.example/base:1', 'glibc']);
   assert.equal(platform.base.kind, 'pulled');
   assert.deepEqual(platform.target.glibc, { version: '2.36', from: "the base's dpkg database" });
   assert.deepEqual(platform.layers[0], { role: 'base', label: 'base', inputs: [`registry.example/base:1 ${pulledBase.layers[0]!.descriptor.digest}`], key: { blob: pulledBase.layers[0]!.descriptor.digest } });
@@ -126,7 +129,7 @@ test('a pulled base: its glibc caps the wheels, its config is the start of ours,
   // Given base-glibc, the base's layers are not read for it.
   const given: string[] = [];
   const pinned = await plan(join(fixtures, 'cext'), { base: 'registry.example/base:1', baseGlibc: '2.28' }, plainSources(given));
-  assert.deepEqual(given, ['pull registry.example/base:1']);
+  assert.deepEqual(given, ['lock frozen with /opt/python3.12/bin/python3.12', 'pull registry.example/base:1']);
   assert.deepEqual(pinned.platforms[0]!.target.glibc, { version: '2.28', from: '--base-glibc' });
 });
 
@@ -147,7 +150,7 @@ test('two platforms: one plan each, with the wheels and the runtime of its archi
 test("Debian's runtime: the interpreter's packages, its version from them, the venv on /usr/bin/python3.13", async () => {
   const calls: string[] = [];
   const built = await plan(join(fixtures, 'cext'), { runtime: 'debian', python: '3.13' }, plainSources(calls));
-  assert.deepEqual(calls, ['debian python3 trixie amd64']);
+  assert.deepEqual(calls, ['lock frozen with /opt/python3.13/bin/python3.13', 'debian python3 trixie amd64']);
   const platform = built.platforms[0]!;
   assert.equal(platform.runtime.kind, 'debian');
   assert.deepEqual(platform.target.python, { version: '3.13.5', from: 'Debian trixie' });
@@ -174,5 +177,6 @@ test('what is wrong locally fails before any metadata is read', async () => {
   await assert.rejects(plan(join(fixtures, 'cext'), { python: '3.99' }, plainSources(calls)), /no python-build-standalone release of Python 3\.99 for x86_64 Linux in a plain table \(known: 3\.12, 3\.13\)/);
   await assert.rejects(plan(join(fixtures, 'cext'), { extra: ['nope'] }, plainSources(calls)), /the project has no extra "nope"/);
   await assert.rejects(plan(join(fixtures, 'cext'), { runtime: 'debian' }, plainSources(calls)), /Python 3\.12 was asked for \(\.python-version\), but Debian trixie's CPython is 3\.13/);
-  assert.deepEqual(calls, []);
+  // The lock is checked (by uv, offline) before the extras are; nothing remote was read.
+  assert.deepEqual(calls, ['lock frozen with /opt/python3.12/bin/python3.12']);
 });

@@ -31,6 +31,8 @@ export function addBuildOptions(command: Command): Command {
     .option('--group <name>', 'a dependency group to install (repeatable; none by default, not even dev)', collect, [])
     .option('--only-group <name>', 'only this dependency group, without the project (repeatable)', collect, [])
     .option('--separate-layer <package>', 'give this package a layer of its own, e.g. torch (repeatable)', collect, [])
+    .option('--package <name>', 'the workspace member to build, as uv sync --package (repeatable)', collect, [])
+    .option('--all-packages', 'every workspace member, as uv sync --all-packages')
     .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml');
   return addOutputOptions(
     addImageConfigOptions(command, {
@@ -54,7 +56,8 @@ export async function withPlan(
   use: (plan: BuildPlan, context: PipelineContext & { run: ImageRun; compilers: BytecodeCompilers; locked: LockedProject }) => Promise<void>,
 ): Promise<void> {
   const request = await resolveBuildRequest(directory, options, process.env);
-  const locked = await loadLockedProject(request.dir, { frozen: request.frozen });
+  const { package: packages, 'all-packages': allPackages } = request.config;
+  const locked = await loadLockedProject(request.dir, { packages: typeof packages === 'string' ? [packages] : packages, allPackages, from: request.origins.package });
   const run = await openImageRun({ ...options, tag: request.outputs.tags }, { platforms: request.targets.map((target) => target.platform), outputs });
   const context: PipelineContext = { store: run.store, client: run.client, blobs: run.blobs, progress: run.progress, env: process.env };
   const compilers = new BytecodeCompilers(context);
