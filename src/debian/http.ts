@@ -5,7 +5,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError, describeError } from '../errors.js';
-import { discardBody, errorCode, header, readBody, sendRequest, type TransportResponse } from '../registry/transport.js';
+import { errorCode } from '../net/retry.js';
+import { discardBody, header, readBody, sendRequest, type TransportResponse } from '../net/transport.js';
 
 export interface DebianHttpOptions {
   /** Called for every request sent (tests count them). */
@@ -49,7 +50,7 @@ export async function httpGet(url: string, options: DebianHttpOptions & { header
         method: 'GET',
         url: current,
         headers: { 'user-agent': 'uvimage', ...(options.headers ?? {}) },
-        timeoutMs: idleTimeoutMs,
+        idleTimeoutMs,
       });
     } catch (error) {
       throw Object.assign(new UserError(`GET ${current.href}: ${describeError(error)}`, { cause: error }), { code: errorCode(error) });

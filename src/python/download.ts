@@ -12,7 +12,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { UserError, describeError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { BlobStore } from '../oci/store.js';
-import { sendRequest } from '../registry/transport.js';
+import { sendRequest } from '../net/transport.js';
 
 export interface WheelSource {
   /** Package name, for messages. */
@@ -144,7 +144,7 @@ async function fetchInto(
     requestUrl.password = '';
     let response;
     try {
-      response = await sendRequest({ method: 'GET', url: requestUrl, headers, timeoutMs: 60_000 });
+      response = await sendRequest({ method: 'GET', url: requestUrl, headers, idleTimeoutMs: 60_000 });
     } catch (error) {
       throw new RetryableDownloadError(`${what}: download from ${redact(url.href)} failed: ${describeError(error)}`);
     }

@@ -16,16 +16,16 @@ import type { BlobInfo, BlobStore } from '../oci/store.js';
 import { AuthenticationError, RegistryAuth, mergeScopes, oneLine, type AuthState, type Scope } from './auth.js';
 import { resolveCredential, type Credential } from './credentials.js';
 import { isInsecureRegistry } from './reference.js';
+import { errorCode } from '../net/retry.js';
 import {
   BodySourceError,
   discardBody,
-  errorCode,
   header,
   readBody,
   sendRequest,
   type TransportRequest,
   type TransportResponse,
-} from './transport.js';
+} from '../net/transport.js';
 
 /** A repository in a registry: where API calls go. */
 export interface RepositoryRef {
@@ -720,7 +720,7 @@ export class RegistryClient {
         }
       }
       this.stats.requests++;
-      const response = await sendRequest({ method, url, headers, body, timeoutMs: this.timeoutMs });
+      const response = await sendRequest({ method, url, headers, body, idleTimeoutMs: this.timeoutMs });
       const location = header(response, 'location');
       if (call.followRedirects && [301, 302, 303, 307, 308].includes(response.status) && location) {
         await discardBody(response);
