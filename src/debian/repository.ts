@@ -31,7 +31,9 @@ import { parseArchitecture, type Architecture } from '../facts/architectures.js'
 import { debianSuites, defaultDebianSuite, parseDebianSuite, type DebianSuite } from '../facts/debian-suites.js';
 import { CorruptBlobError, type BlobStore } from '../oci/store.js';
 import { parseRelations, parseStanza, type Stanza } from './control.js';
-import { fetchSmall, httpGet, withRetries, HttpStatusError, type DebianHttpOptions } from './http.js';
+import { downloadToStore } from '../net/download.js';
+import { HttpStatusError, requestWith, statusError, type HttpRequest } from '../net/request.js';
+import { header, readBody } from '../net/transport.js';
 import { debianArchiveKeys } from './keys.js';
 import { compareDebianVersions, versionSatisfies, type VersionRelation } from './version.js';
 
@@ -217,7 +219,10 @@ export function relationSatisfiedBy(relation: { relation?: VersionRelation; vers
   return versionSatisfies(version, relation.relation, relation.version!);
 }
 
-export interface LoadIndexOptions extends DebianHttpOptions {
+/** How the archive is spoken to: src/net's retries, proxies and timeouts, with these knobs. */
+export type ArchiveHttpOptions = Pick<HttpRequest, 'onRequest' | 'retry' | 'env'>;
+
+export interface LoadIndexOptions extends ArchiveHttpOptions {
   /** Use the cache only; no request is made, a missing index is an error. */
   offline?: boolean;
   progress?: Progress;
@@ -230,6 +235,8 @@ export interface LoadIndexOptions extends DebianHttpOptions {
 
 const defaultTtlSeconds = 3600;
 const inReleaseLimit = 8 * 1024 * 1024;
+/** An InRelease is ~150 KB: one that takes minutes is stuck, not slow. */
+const inReleaseTimeoutMs = 120_000;
 
 function indexTtlSeconds(options: LoadIndexOptions): number {
   if (options.ttlSeconds !== undefined) return options.ttlSeconds;
@@ -492,7 +499,14 @@ async function loadRelease(archive: Archive, source: DebianSource, store: BlobSt
   const headers: Record<string, string> = {};
   if (cached?.lastModified) headers['if-modified-since'] = cached.lastModified;
   if (cached?.etag) headers['if-none-match'] = cached.etag;
-  const { body, lastModified, etag } = await fetchSmall(url, inReleaseLimit, { ...options, headers });
+  const { body, lastModified, etag } = await requestWith(
+    { url, headers, timeoutMs: inReleaseTimeoutMs, onRequest: options.onRequest, retry: options.retry, env: options.env },
+    async (response): Promise<{ body?: Buffer; lastModified?: string; etag?: string }> => {
+      if (response.status === 304) return {};
+      if (response.status !== 200) throw await statusError(response);
+      return { body: await readBody(response, inReleaseLimit), lastModified: header(response, 'last-modified'), etag: header(response, 'etag') };
+    },
+  );
   if (!body && cached) {
     // 304: the cached InRelease is current.
     return fromCache(cached, now);
@@ -558,23 +572,18 @@ async function downloadVerified(
   size: number | undefined,
   what: string,
   store: BlobStore,
-  options: DebianHttpOptions & { progress?: Progress },
+  options: ArchiveHttpOptions & { progress?: Progress },
 ): Promise<void> {
   const progress = options.progress;
-  await withRetries(options, async () => {
-    const response = await httpGet(url, options);
-    const id = `debian:${url}`;
-    progress?.start(id, `downloading ${url.slice(url.lastIndexOf('/') + 1)}`, size);
-    response.body.on('data', (chunk: Buffer) => progress?.advance(id, chunk.length));
-    try {
-      await store.writeStream(response.body, digest, what);
-    } catch (error) {
-      progress?.finish(id, 'failed');
-      if (error instanceof UserError) throw error;
-      throw Object.assign(new UserError(`GET ${url}: ${describeError(error)}`, { cause: error }), { code: (error as { code?: string }).code });
-    }
-    progress?.finish(id);
-  });
+  const id = `debian:${url}`;
+  progress?.start(id, `downloading ${url.slice(url.lastIndexOf('/') + 1)}`, size);
+  try {
+    await downloadToStore({ url, onRequest: options.onRequest, retry: options.retry, env: options.env }, { store, digest, what, onBytes: (bytes) => progress?.advance(id, bytes) });
+  } catch (error) {
+    progress?.finish(id, 'failed');
+    throw error;
+  }
+  progress?.finish(id);
 }
 
 function decompressor(compression: Compression): Transform | undefined {
@@ -764,7 +773,7 @@ export type DebDownload = Pick<DebianPackage, 'name' | 'version' | 'sha256'> & {
     | Pick<DebianPackage, 'archiveUrl' | 'filename'>
   );
 
-export interface FetchDebOptions extends DebianHttpOptions {
+export interface FetchDebOptions extends ArchiveHttpOptions {
   offline?: boolean;
   progress?: Progress;
 }

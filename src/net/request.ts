@@ -57,25 +57,34 @@ export interface HttpResponse extends TransportResponse {
   retryDelayMs?: number;
 }
 
-/** A request failed without an answer (connection, timeout, too many redirects). */
+/**
+ * A request failed without an answer (connection, timeout, too many redirects). Its message is
+ * `METHOD URL: detail`; a caller with its own wording uses `url` and `detail`.
+ */
 export class NetworkError extends UserError {
   /** Node's error code, e.g. ECONNRESET. */
   readonly code: string | undefined;
+  /** What went wrong (and through which proxy). */
+  readonly detail: string;
   constructor(
     readonly method: string,
     /** The URL as sent (no credentials). */
     readonly url: string,
-    readonly reason: string,
+    reason: string,
     readonly transient: boolean,
     options: { cause?: unknown; proxy?: URL } = {},
   ) {
-    super(`${method} ${url}: ${reason}${options.proxy ? ` (through proxy ${redactUrl(options.proxy)})` : ''}`, { cause: options.cause });
+    const detail = `${reason}${options.proxy ? ` (through proxy ${redactUrl(options.proxy)})` : ''}`;
+    super(`${method} ${url}: ${detail}`, { cause: options.cause });
+    this.detail = detail;
     this.code = errorCode(options.cause);
   }
 }
 
-/** A response with a status the caller does not accept. */
+/** A response with a status the caller does not accept: `METHOD URL: HTTP 404`. */
 export class HttpStatusError extends UserError {
+  /** `HTTP 404` and any hint. */
+  readonly detail: string;
   constructor(
     readonly method: string,
     /** The URL as sent (no credentials). */
@@ -83,7 +92,9 @@ export class HttpStatusError extends UserError {
     readonly status: number,
     hint = '',
   ) {
-    super(`${method} ${url}: HTTP ${status}${statusHint(status)}${hint}`);
+    const detail = `HTTP ${status}${statusHint(status)}${hint}`;
+    super(`${method} ${url}: ${detail}`);
+    this.detail = detail;
   }
 }
 

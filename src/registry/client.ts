@@ -16,16 +16,9 @@ import type { BlobInfo, BlobStore } from '../oci/store.js';
 import { AuthenticationError, RegistryAuth, mergeScopes, oneLine, type AuthState, type Scope } from './auth.js';
 import { resolveCredential, type Credential } from './credentials.js';
 import { isInsecureRegistry } from './reference.js';
-import { errorCode } from '../net/retry.js';
-import {
-  BodySourceError,
-  discardBody,
-  header,
-  readBody,
-  sendRequest,
-  type TransportRequest,
-  type TransportResponse,
-} from '../net/transport.js';
+import { NetworkError, requestWith, type HttpResponse, type RequestBody } from '../net/request.js';
+import { backoffMs, errorCode, isTransientStatus, retryPolicy, sleep, type RetryPolicy } from '../net/retry.js';
+import { BodySourceError, discardBody, header, readBody, type TransportResponse } from '../net/transport.js';
 
 /** A repository in a registry: where API calls go. */
 export interface RepositoryRef {
@@ -34,18 +27,8 @@ export interface RepositoryRef {
   repository: string;
 }
 
-export interface RetryOptions {
-  /** Tries of one request in all (the first one included); default 5. */
-  attempts?: number;
-  /** Delay before the first retry, doubled for each next one (with jitter); default 500 ms. */
-  baseDelayMs?: number;
-  /** Longest backoff delay; default 15 s. */
-  maxDelayMs?: number;
-  /** Tries when the connection is refused (nothing listens): default 3. */
-  connectionRefusedAttempts?: number;
-  /** A Retry-After longer than this is cut to it; default 60 s. */
-  maxRetryAfterMs?: number;
-}
+/** Over src/net's one retry policy (attempts, delays, Retry-After cap); tests make it fast. */
+export type RetryOptions = Partial<RetryPolicy>;
 
 export interface RegistryClientOptions {
   /** Registries (host or host:port) that may be spoken to over plain http besides loopback ones. */
@@ -92,17 +75,6 @@ export const manifestAccept = [
   MediaType.dockerManifest,
 ].join(', ');
 
-const retryableStatuses = new Set([408, 429, 500, 502, 503, 504]);
-const retryableCodes = new Set([
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ECONNABORTED',
-  'EAI_AGAIN',
-  'ECONNREFUSED',
-  'ERR_STREAM_PREMATURE_CLOSE',
-  'UND_ERR_SOCKET',
-]);
 /** Errors that mean the registry could not be reached at all (nothing was exchanged). */
 const unreachableCodes = new Set([
   'ECONNREFUSED',
@@ -123,7 +95,6 @@ const unreachableCodes = new Set([
 
 const manifestSizeLimit = 8 * 1024 * 1024;
 const errorBodyLimit = 64 * 1024;
-const maxRedirects = 5;
 const defaultChunkSize = 64 * 1024 * 1024;
 
 /**
@@ -149,7 +120,7 @@ interface Call {
   method: string;
   url: URL;
   headers?: Record<string, string>;
-  body?: Buffer | { length: number; open: () => Promise<Readable>; onBytes?: (bytes: number) => void };
+  body?: Buffer | (RequestBody & { onBytes?: (bytes: number) => void });
   scopes: Scope[];
   followRedirects?: boolean;
   /** False: fail at once on a retryable status or dropped connection (the caller recovers). */
@@ -160,7 +131,7 @@ export class RegistryClient {
   private readonly auth: RegistryAuth;
   private readonly pings = new Map<string, Promise<void>>();
   private readonly credentialCache = new Map<string, Promise<Credential | undefined>>();
-  private readonly retry: Required<RetryOptions>;
+  private readonly retry: RetryPolicy;
   readonly chunkSize: number;
   private readonly timeoutMs: number;
   private readonly userAgent: string;
@@ -168,13 +139,7 @@ export class RegistryClient {
   readonly stats = { requests: 0, uploadedBytes: 0, downloadedBytes: 0 };
 
   constructor(private readonly options: RegistryClientOptions = {}) {
-    this.retry = {
-      attempts: options.retry?.attempts ?? 5,
-      baseDelayMs: options.retry?.baseDelayMs ?? 500,
-      maxDelayMs: options.retry?.maxDelayMs ?? 15_000,
-      connectionRefusedAttempts: options.retry?.connectionRefusedAttempts ?? 3,
-      maxRetryAfterMs: options.retry?.maxRetryAfterMs ?? 60_000,
-    };
+    this.retry = retryPolicy(options.retry);
     this.chunkSize = options.chunkSize ?? defaultChunkSize;
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.userAgent = options.userAgent ?? 'uvimage';
@@ -264,15 +229,16 @@ export class RegistryClient {
     options: { size?: number; onBytes?: (bytes: number) => void } = {},
   ): Promise<BlobInfo> {
     const action = `download blob ${digest} from ${repo.repository}`;
-    for (let attempt = 1; ; attempt++) {
-      const response = await this.execute({
-        repo,
-        action,
-        method: 'GET',
-        url: this.repoUrl(repo, `blobs/${digest}`),
-        scopes: [{ repository: repo.repository, actions: ['pull'] }],
-        followRedirects: true,
-      });
+    const call: Call = {
+      repo,
+      action,
+      method: 'GET',
+      url: this.repoUrl(repo, `blobs/${digest}`),
+      scopes: [{ repository: repo.repository, actions: ['pull'] }],
+      followRedirects: true,
+    };
+    // A connection that drops mid-blob starts the download over (src/net: the whole try again).
+    return this.execute(call, {}, async (response) => {
       if (response.status === 404) {
         await discardBody(response);
         throw new RegistryError(`registry ${repo.registry} has no blob ${digest} in ${repo.repository} (404)`, false, 404);
@@ -293,7 +259,6 @@ export class RegistryClient {
         counting.on('error', (error) => hashing.destroy(error));
         return await store.writeStream(response.body.pipe(counting).pipe(hashing), digest, `blob ${digest}`);
       } catch (error) {
-        response.body.destroy();
         options.onBytes?.(-received);
         if (hashing.finished && hashing.digest !== digest) {
           throw new RegistryError(`blob ${digest} from ${repo.registry}/${repo.repository} does not match its digest (got ${hashing.digest})`, false);
@@ -301,21 +266,9 @@ export class RegistryClient {
         if (hashing.tooLong) {
           throw new RegistryError(`blob ${digest} from ${repo.registry}/${repo.repository} is larger than the ${options.size} bytes its descriptor says`, false);
         }
-        const code = errorCode(error);
-        if (code && retryableCodes.has(code) && attempt < this.retry.attempts) {
-          await sleep(this.backoff(attempt));
-          continue;
-        }
-        if (error instanceof UserError) throw error;
-        throw new RegistryError(
-          `connection to registry ${repo.registry} failed during ${action}: ${describe(error)}`,
-          code !== undefined && retryableCodes.has(code),
-          undefined,
-          undefined,
-          { cause: error },
-        );
+        throw error;
       }
-    }
+    });
   }
 
   /**
@@ -395,8 +348,8 @@ export class RegistryClient {
           while (offset < blob.size) {
             const length = Math.min(chunkSize, blob.size - offset);
             const start = offset;
-            const url = new URL(location.href);
-            const response = await this.execute({
+            const url: URL = new URL(location.href);
+            const response: TransportResponse = await this.execute({
               repo,
               action,
               method: 'PATCH',
@@ -422,7 +375,7 @@ export class RegistryClient {
         } catch (error) {
           failures++;
           if (!(error instanceof RegistryError) || !error.retryable || failures >= this.retry.attempts) throw error;
-          await sleep(error.retryAfterMs ?? this.backoff(failures));
+          await sleep(error.retryAfterMs ?? backoffMs(this.retry, failures));
           // A lost response to a PUT that did commit: the blob is there.
           if ((await this.headBlob(repo, blob.digest, { forPush: true }).catch(() => undefined)) !== undefined) {
             rewind(blob.size);
@@ -633,117 +586,85 @@ export class RegistryClient {
   }
 
   /**
-   * Sends a request with authentication, redirects and retries, and returns the response for
-   * any status it does not handle itself (the caller checks it).
+   * Sends a request with authentication, over src/net's request loop (redirects, retries,
+   * proxies, timeouts), and hands the response to `consume` (default: returns it) for any status
+   * it does not handle itself: a 401 is answered by authenticating again once, a transient
+   * status the tries did not get past is a RegistryError. A failure of `consume` that is
+   * transient (a connection reset mid-blob) sends the request again.
    */
-  private async execute(call: Call, mode: { unauthenticated?: boolean } = {}): Promise<TransportResponse> {
+  private async execute<T = TransportResponse>(
+    call: Call,
+    mode: { unauthenticated?: boolean } = {},
+    consume: (response: HttpResponse) => Promise<T> = async (response) => response as T,
+  ): Promise<T> {
     const { registry } = call.repo;
+    const registryOrigin = this.baseUrl(registry).origin;
     let scopes = call.scopes;
-    let reauthenticated = false;
-    for (let attempt = 1; ; attempt++) {
+    for (let reauthenticated = false; ; reauthenticated = true) {
       let authorization: string | undefined;
       if (!mode.unauthenticated) {
         if (!this.auth.knows(registry)) await this.ping(call.repo);
         authorization = await this.auth.authorization(registry, call.repo.repository, scopes);
       }
-      let response: TransportResponse;
+      let outcome: { value: T } | { challenge: string };
       try {
-        response = await this.sendFollowing(call, authorization);
+        outcome = await requestWith(
+          {
+            method: call.method,
+            url: call.url,
+            headers: { 'user-agent': this.userAgent, ...(call.headers ?? {}) },
+            // Credentials go to the registry only (as go-containerregistry's bearer transport
+            // does), never to a storage host an upload Location names; src/net drops them on
+            // redirects to another origin.
+            ...(authorization && call.url.origin === registryOrigin ? { authorization } : {}),
+            body: requestBody(call.body),
+            followRedirects: call.followRedirects ?? false,
+            retry: call.retry === false ? false : this.retry,
+            idleTimeoutMs: this.timeoutMs,
+            env: this.options.env,
+            onRequest: () => this.stats.requests++,
+          },
+          async (response) => {
+            if (response.status === 401 && !mode.unauthenticated) {
+              const challenge = header(response, 'www-authenticate');
+              const detail = await errorDetail(response);
+              if (reauthenticated || !challenge) {
+                throw new AuthenticationError(registry, call.repo.repository, 401, await this.auth.hasCredential(registry, call.repo.repository), detail);
+              }
+              return { challenge };
+            }
+            if (isTransientStatus(response.status)) {
+              const error = await this.statusError(response, call.action, call.repo);
+              // Retryable for a caller with its own recovery only if the tries were not used up here.
+              throw new RegistryError(error.message, call.retry === false, response.status, response.retryDelayMs);
+            }
+            return { value: await consume(response) };
+          },
+        );
       } catch (error) {
         if (error instanceof BodySourceError) {
           if (error.source instanceof UserError) throw error.source;
           throw new RegistryError(`${call.action} failed: reading the blob failed: ${error.message}`, false, undefined, undefined, { cause: error.source });
         }
-        if (error instanceof UserError) throw error;
-        const code = errorCode(error);
-        const retryable = code !== undefined && retryableCodes.has(code);
-        const limit = code === 'ECONNREFUSED' ? this.retry.connectionRefusedAttempts : this.retry.attempts;
-        if (retryable && call.retry !== false && attempt < limit) {
-          await sleep(this.backoff(attempt));
-          continue;
-        }
-        // Retryable for a caller with its own recovery only if this loop did not retry already.
-        throw this.connectionError(call, error, retryable && call.retry === false);
+        if (error instanceof NetworkError) throw this.connectionError(call, error);
+        throw error;
       }
-
-      if (response.status === 401 && !mode.unauthenticated) {
-        const challenge = header(response, 'www-authenticate');
-        const detail = await errorDetail(response);
-        if (reauthenticated || !challenge) {
-          throw new AuthenticationError(registry, call.repo.repository, 401, await this.auth.hasCredential(registry, call.repo.repository), detail);
-        }
-        reauthenticated = true;
-        attempt--;
-        this.auth.recordChallenge(registry, challenge);
-        scopes = mergeScopes(scopes, this.auth.challengeScopes(challenge));
-        if (authorization) await this.auth.invalidate(registry, call.repo.repository, scopes);
-        continue;
-      }
-
-      if (retryableStatuses.has(response.status)) {
-        const retryAfter = parseRetryAfter(header(response, 'retry-after'), this.retry.maxRetryAfterMs);
-        const delay = retryAfter ?? this.backoff(attempt);
-        if (call.retry !== false && attempt < this.retry.attempts) {
-          await discardBody(response);
-          await sleep(delay);
-          continue;
-        }
-        const error = await this.statusError(response, call.action, call.repo);
-        throw new RegistryError(error.message, call.retry === false, response.status, delay);
-      }
-      return response;
+      if ('value' in outcome) return outcome.value;
+      this.auth.recordChallenge(registry, outcome.challenge);
+      scopes = mergeScopes(scopes, this.auth.challengeScopes(outcome.challenge));
+      if (authorization) await this.auth.invalidate(registry, call.repo.repository, scopes);
     }
   }
 
-  /** One try of a request: sends it and follows blob-storage redirects, without credentials. */
-  private async sendFollowing(call: Call, authorization: string | undefined): Promise<TransportResponse> {
-    let url = call.url;
-    let method = call.method;
-    const registryOrigin = this.baseUrl(call.repo.registry).origin;
-    for (let hops = 0; ; hops++) {
-      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...(call.headers ?? {}) };
-      // Credentials go to the registry only, never to the storage a redirect points at.
-      if (authorization && url.origin === registryOrigin && hops === 0) headers.authorization = authorization;
-      let body: TransportRequest['body'];
-      if (call.body !== undefined && method !== 'GET' && method !== 'HEAD') {
-        if (Buffer.isBuffer(call.body)) body = call.body;
-        else {
-          headers['content-length'] = String(call.body.length);
-          const onBytes = call.body.onBytes;
-          let source: Readable;
-          try {
-            source = await call.body.open();
-          } catch (error) {
-            throw new BodySourceError(error);
-          }
-          body = onBytes ? source.pipe(counter(onBytes, source)) : source;
-        }
-      }
-      this.stats.requests++;
-      const response = await sendRequest({ method, url, headers, body, idleTimeoutMs: this.timeoutMs });
-      const location = header(response, 'location');
-      if (call.followRedirects && [301, 302, 303, 307, 308].includes(response.status) && location) {
-        await discardBody(response);
-        if (hops >= maxRedirects) {
-          throw new RegistryError(`registry ${call.repo.registry}: too many redirects during ${call.action}`, false);
-        }
-        url = new URL(location, url);
-        if (response.status === 303 && method !== 'HEAD') method = 'GET';
-        continue;
-      }
-      return response;
-    }
-  }
-
-  private connectionError(call: Call, error: unknown, retryable: boolean): RegistryError {
-    const code = errorCode(error);
-    const host = call.url.host;
+  private connectionError(call: Call, error: NetworkError): RegistryError {
+    const host = new URL(error.url).host;
     const where = host === call.repo.registry ? `registry ${call.repo.registry}` : `${host} (for registry ${call.repo.registry})`;
     const message =
-      code && unreachableCodes.has(code)
-        ? `cannot reach ${where}: ${describe(error)}`
-        : `connection to ${where} failed during ${call.action}: ${describe(error)}`;
-    return new RegistryError(message, retryable, undefined, undefined, { cause: error });
+      error.code && unreachableCodes.has(error.code)
+        ? `cannot reach ${where}: ${error.detail}`
+        : `connection to ${where} failed during ${call.action}: ${error.detail}`;
+    // Retryable for a caller with its own recovery only if the tries were not used up here.
+    return new RegistryError(message, error.transient && call.retry === false, undefined, undefined, { cause: error });
   }
 
   /** A one-line error for an unexpected status, with the registry's own error code and message. */
@@ -752,15 +673,24 @@ export class RegistryClient {
     const verb = response.status === 403 ? 'denied the request to' : 'failed to';
     return new RegistryError(
       `registry ${repo.registry} ${verb} ${action} (${response.status}${detail ? `: ${detail}` : ''})`,
-      retryableStatuses.has(response.status),
+      isTransientStatus(response.status),
       response.status,
     );
   }
+}
 
-  private backoff(attempt: number): number {
-    const delay = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
-    return Math.round(delay * (0.8 + Math.random() * 0.4));
-  }
+/** A call's body as src/net sends it: reopened for every try, its bytes counted as they go. */
+function requestBody(body: Call['body']): Buffer | RequestBody | undefined {
+  if (body === undefined || Buffer.isBuffer(body)) return body;
+  const { onBytes } = body;
+  if (!onBytes) return body;
+  return {
+    length: body.length,
+    open: async () => {
+      const source = await body.open();
+      return source.pipe(counter(onBytes, source));
+    },
+  };
 }
 
 /** `me/app:1` or `me/app@sha256:…`, prefixed with the registry. */
@@ -799,27 +729,9 @@ function parseRange(value: string | undefined): number | undefined {
   return last === 0 ? 0 : last + 1;
 }
 
-/** Retry-After in seconds or as an HTTP date, in milliseconds (capped). */
-export function parseRetryAfter(value: string | undefined, cap: number): number | undefined {
-  if (!value) return undefined;
-  const trimmed = value.trim();
-  let delay: number;
-  if (/^\d+$/.test(trimmed)) delay = Number(trimmed) * 1000;
-  else {
-    const date = Date.parse(trimmed);
-    if (!Number.isFinite(date)) return undefined;
-    delay = date - Date.now();
-  }
-  return Math.max(0, Math.min(cap, delay));
-}
-
 function describe(error: unknown): string {
   if (error instanceof Error) return oneLine(error.message) || (errorCode(error) ?? error.name);
   return String(error);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Counts bytes into `onBytes` as they pass; forwards errors of its source. */
