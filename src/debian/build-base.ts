@@ -13,7 +13,7 @@ import { assembleDebianImage, writeBaseLayers, type DebInput, type Layering, typ
 import type { Architecture } from '../facts/architectures.js';
 import type { DebianSuite } from '../facts/debian-suites.js';
 import { flavourPackages, isFlavour, type FlavourName } from './flavours.js';
-import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './repository.js';
+import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './archive/index.js';
 import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock } from './lock.js';
 import { resolvePackages } from './resolver.js';
 import { pythonPackageFor, runtimeExcludes, writePythonRuntimeLayer } from './runtime.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as openpgp from 'openpgp';
-import { debianSourceFrom, fetchDeb, loadPackageIndex, verifyInRelease } from '../../src/debian/repository.js';
+import { debianSourceFrom, fetchDeb, loadPackageIndex, verifyInRelease } from '../../src/debian/archive/index.js';
 import { sha256Digest } from '../../src/oci/digest.js';
 import { BlobStore } from '../../src/oci/store.js';
 import { sharedTestStore } from '../harness/cache.js';
