@@ -50,6 +50,8 @@ export interface HttpRequest {
 export interface HttpResponse extends TransportResponse {
   /** Tries made. */
   attempts: number;
+  /** The proxy the answer came through, if any (its status may be the proxy's own). */
+  proxy?: URL;
   /**
    * For a transient status handed to the caller (tries used up, or `retry: false`): how long the
    * server asked to wait (Retry-After), else the backoff the policy would wait.
@@ -91,8 +93,9 @@ export class HttpStatusError extends UserError {
     readonly url: string,
     readonly status: number,
     hint = '',
+    proxy?: URL,
   ) {
-    const detail = `HTTP ${status}${statusHint(status)}${hint}`;
+    const detail = `HTTP ${status}${statusHint(status)}${hint}${proxy ? ` (through proxy ${redactUrl(proxy)})` : ''}`;
     super(`${method} ${url}: ${detail}`);
     this.detail = detail;
   }
@@ -106,7 +109,7 @@ function statusHint(status: number): string {
 /** A status error for a response (its body is drained so the connection can be reused). */
 export async function statusError(response: HttpResponse, method = 'GET', hint = ''): Promise<HttpStatusError> {
   await discardBody(response);
-  return new HttpStatusError(method, response.url.href, response.status, hint);
+  return new HttpStatusError(method, response.url.href, response.status, hint, response.proxy);
 }
 
 const maxRedirects = 10;
@@ -221,7 +224,7 @@ async function sendFollowing(
         ...(proxy ? { proxy } : {}),
         ...(ca ? { ca } : {}),
       }),
-      { attempts: 1 },
+      proxy ? { attempts: 1, proxy } : { attempts: 1 },
     );
     const location = header(response, 'location');
     if (!follow || !redirectStatuses.has(response.status) || !location) return response;

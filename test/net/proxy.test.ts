@@ -175,6 +175,10 @@ describe('through a real forward proxy', () => {
     assert.equal(response.status, 407);
     const error = await statusError(response);
     assert.ok(error instanceof HttpStatusError);
-    assert.equal(error.message, `GET http://plain.test:${plainPort}/c: HTTP 407 (the proxy wants credentials: http://user:password@proxy:port in HTTPS_PROXY/HTTP_PROXY)`);
+    assert.equal(error.message, `GET http://plain.test:${plainPort}/c: HTTP 407 (the proxy wants credentials: http://user:password@proxy:port in HTTPS_PROXY/HTTP_PROXY) (through proxy ${guarded.url}/)`);
+    // A tunnel the proxy refuses: its answer is the status, and the message says whose it is.
+    const refused = await request({ url: `https://secure.test:${securePort}/d`, env: { HTTPS_PROXY: guarded.url } });
+    assert.equal(refused.status, 407);
+    assert.match((await statusError(refused)).message, new RegExp(`^GET https://secure\\.test:${securePort}/d: HTTP 407 .*\\(through proxy ${guarded.url}/\\)$`));
   });
 });
