@@ -39,7 +39,10 @@ export interface HttpRequest {
   retry?: Partial<RetryPolicy> | false;
   /** A try fails when its connection is idle this long; default 60 s. */
   idleTimeoutMs?: number;
-  /** A try, its response body included when `consume` reads it, must end within this; default none. */
+  /**
+   * Each request (a redirect hop, a retry), its response body included when `consume` reads it,
+   * must end within this; default none, as a large download may rightly take long.
+   */
   timeoutMs?: number;
   /** Where proxy settings and SSL_CERT_FILE are read; default process.env. */
   env?: NodeJS.ProcessEnv;
