@@ -14,7 +14,7 @@ import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import { flavourPackages, isFlavour, type FlavourName } from './flavours.js';
-import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './repository.js';
+import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './archive/index.js';
 import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock, type DebianLock } from './lock.js';
 import { resolvePackages } from './resolver.js';
 import { pythonPackageFor, pythonRuntimeLayerKey, runtimeExcludes, writePythonRuntimeLayer } from './runtime.js';

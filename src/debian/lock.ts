@@ -18,7 +18,7 @@ import { z } from 'zod';
 import { UserError } from '../errors.js';
 import type { Progress } from '../progress.js';
 import type { BlobStore } from '../oci/store.js';
-import { debUrl, loadPackageIndex, type DebDownload, type DebianPackage, type DebianSource } from './repository.js';
+import { debUrl, loadPackageIndex, type DebDownload, type DebianPackage, type DebianSource } from './archive/index.js';
 import { resolvePackages } from './resolver.js';
 
 export interface DebianLockPackage {

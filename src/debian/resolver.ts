@@ -24,7 +24,7 @@
  */
 import { UserError } from '../errors.js';
 import { formatGroup, parseRelations, type Relation, type RelationGroups } from './control.js';
-import { relationSatisfiedBy, type DebianPackage, type PackageIndex } from './repository.js';
+import { relationSatisfiedBy, type DebianPackage, type PackageIndex } from './archive/index.js';
 
 export interface ResolveOptions {
   /** Packages never installed; a dependency on one of them counts as met. */

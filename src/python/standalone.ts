@@ -16,6 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import type { Progress } from '../progress.js';
 import { UserError } from '../errors.js';
+import { downloadToStore } from '../net/download.js';
+import { HttpStatusError, NetworkError, requestWith, statusError } from '../net/request.js';
+import { readBody } from '../net/transport.js';
 import { readElf } from '../binary/elf.js';
 import type { Digest } from '../oci/digest.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
@@ -78,6 +81,10 @@ export function standaloneDownloadsFromUvMetadata(metadata: Record<string, UvDow
   return downloads.sort((a, b) => (a.asset < b.asset ? -1 : a.asset > b.asset ? 1 : 0));
 }
 
+/** uv's download-metadata.json is about 1 MB; a document far larger is not it. */
+const metadataSizeLimit = 64 * 1024 * 1024;
+const metadataTimeoutMs = 120_000;
+
 /** Where the checksums come from: the pinned table, or the metadata file the environment names. */
 export async function loadStandaloneDownloads(env: NodeJS.ProcessEnv = process.env): Promise<{ downloads: StandaloneDownload[]; source: string }> {
   const location = env.UVIMAGE_PYTHON_DOWNLOADS_JSON || env.UV_PYTHON_DOWNLOADS_JSON_URL;
@@ -88,9 +95,10 @@ export async function loadStandaloneDownloads(env: NodeJS.ProcessEnv = process.e
   let text: string;
   try {
     if (/^https?:\/\//.test(location)) {
-      const response = await fetch(location);
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      text = await response.text();
+      text = await requestWith({ url: location, env, timeoutMs: metadataTimeoutMs }, async (response) => {
+        if (response.status !== 200) throw await statusError(response);
+        return (await readBody(response, metadataSizeLimit)).toString('utf8');
+      });
     } else {
       text = await readFile(location.startsWith('file:') ? fileURLToPath(location) : location, 'utf8');
     }
@@ -148,19 +156,19 @@ export async function fetchStandalone(
   const url = standaloneUrl(download, options.env);
   const id = `python:${download.asset}`;
   options.progress?.start(id, `downloading ${download.asset}`);
-  let body: Readable;
+  const what = `python-build-standalone archive ${url}`;
+  const onBytes = (bytes: number) => options.progress?.advance(id, bytes);
   try {
     if (url.startsWith('file:')) {
-      body = createReadStream(fileURLToPath(url));
+      const body: Readable = createReadStream(fileURLToPath(url));
+      body.on('data', (chunk: Buffer) => onBytes(chunk.length));
+      await store.writeStream(body, digest, what);
     } else {
-      const response = await fetch(url);
-      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status} ${response.statusText}`);
-      body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
+      await downloadToStore({ url, env: options.env }, { store, digest, what, onBytes });
     }
-    body.on('data', (chunk: Buffer) => options.progress?.advance(id, chunk.length));
-    await store.writeStream(body, digest, `python-build-standalone archive ${url}`);
   } catch (error) {
     options.progress?.finish(id, 'failed');
+    if (error instanceof HttpStatusError || error instanceof NetworkError) throw new UserError(`cannot download Python ${download.version} from ${error.url}: ${error.detail}`, { cause: error });
     if (error instanceof UserError) throw new UserError(`${error.message} (the checksum is from uvimage's pinned table or UVIMAGE_PYTHON_DOWNLOADS_JSON)`);
     throw new UserError(`cannot download Python ${download.version} from ${url}: ${(error as Error).message}`);
   }

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { UserError } from '../errors.js';
 import type { Credential } from './credentials.js';
-import { readBody, type TransportRequest, type TransportResponse } from './transport.js';
+import { readBody, type TransportRequest, type TransportResponse } from '../net/transport.js';
 
 export interface Challenge {
   /** Lowercase scheme: `basic`, `bearer`, or something uvimage does not speak. */

@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createInterface } from 'node:readline';
+import { createGunzip } from 'node:zlib';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +18,7 @@ import {
   readDebianLock,
   writeDebianLock,
 } from '../../src/debian/lock.js';
-import { debianSourceFrom, fetchDeb, fetchDebs, loadPackageIndex, type DebianSource, type PackageIndex } from '../../src/debian/repository.js';
+import { debianSourceFrom, fetchDeb, fetchDebs, fetchIndexFile, loadPackageIndex, type DebianSource, type PackageIndex } from '../../src/debian/archive/index.js';
 import { resolvePackages } from '../../src/debian/resolver.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { sharedTestStore } from '../harness/cache.js';
@@ -163,4 +165,33 @@ test('lock, then build from the lock: no index, no resolution, the same .debs; a
 
   assert.throws(() => packagesFromLock(lock, source, ['netbase', 'media-types', 'tzdata'], [], path), /debian\.lock no longer matches what this build asks for \(packages \+tzdata\)/);
   assert.throws(() => packagesFromLock(lock, debianSourceFrom({ suite: 'bookworm', arch: 'arm64', env: {} }), roots), /suite trixie -> bookworm; arch amd64 -> arm64/);
+});
+
+test('another file the InRelease lists (a Contents-amd64.gz) is fetched verified the same way, once', async () => {
+  // contrib's: main's Contents files on deb.debian.org do not match trixie's signed InRelease
+  // these days (their sizes differ, and the archive has no by-hash copies of them), so fetching
+  // them is refused, as it must be.
+  const path = 'contrib/Contents-amd64.gz';
+  const source = debianSourceFrom({ suite: 'trixie', arch: 'amd64', env: {} });
+  const store = await sharedTestStore();
+  const requests: string[] = [];
+  const digest = await fetchIndexFile(source, store, path, { onRequest: (url) => requests.push(url) });
+  assert.ok(await store.hasIntact(digest));
+  for (const url of requests) assert.match(url, /^https:\/\/deb\.debian\.org\/debian\/dists\/trixie\/(InRelease|contrib\/(by-hash\/SHA256\/[a-f0-9]{64}|Contents-amd64\.gz))$/);
+  // What it holds: every file path of the section's packages, and the packages that ship it.
+  let count = 0;
+  let zfs: string | undefined;
+  for await (const line of createInterface({ input: store.openRead(digest).pipe(createGunzip()) })) {
+    assert.match(line, /^\S.*?\s+[a-z0-9-]+\/[a-z0-9-]+\/[a-z0-9.+-]+(,[a-z0-9-]+\/[a-z0-9-]+\/[a-z0-9.+-]+)*$/, line);
+    count++;
+    if (line.startsWith('usr/sbin/zfs ')) zfs = line;
+  }
+  assert.ok(count > 10_000, `${count} lines`);
+  assert.match(zfs ?? '', /^usr\/sbin\/zfs\s+contrib\/admin\/zfsutils-linux$/);
+  // Cached: no request within the TTL, none offline.
+  const again: string[] = [];
+  assert.equal(await fetchIndexFile(source, store, path, { onRequest: (url) => again.push(url) }), digest);
+  assert.equal(await fetchIndexFile(source, store, path, { offline: true, onRequest: (url) => again.push(url) }), digest);
+  assert.deepEqual(again, []);
+  await assert.rejects(fetchIndexFile(source, store, 'main/Contents-nonesuch.gz'), /https:\/\/deb\.debian\.org\/debian\/dists\/trixie\/InRelease lists no SHA256 for main\/Contents-nonesuch\.gz/);
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { checkLockMatches, createDebianLock, lockedDownloads, readDebianLock, writeDebianLock } from '../../src/debian/lock.js';
-import { debianSourceFrom, type DebianPackage } from '../../src/debian/repository.js';
+import { debianSourceFrom, type DebianPackage } from '../../src/debian/archive/index.js';
 
 function pkg(name: string, version: string, archiveUrl = 'https://deb.debian.org/debian'): DebianPackage {
   return {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PackageIndex, type DebianPackage } from '../../src/debian/repository.js';
+import { PackageIndex, type DebianPackage } from '../../src/debian/archive/index.js';
 import { resolvePackages } from '../../src/debian/resolver.js';
 import { UserError } from '../../src/errors.js';
 

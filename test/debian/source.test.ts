@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { archiveKeys, checkRelease, debianSourceFrom, isSnapshotMirror, parseRelease } from '../../src/debian/repository.js';
+import { archiveKeys, checkRelease, debianSourceFrom, isSnapshotMirror, parseRelease } from '../../src/debian/archive/index.js';
 import { debianArchiveKeys } from '../../src/debian/keys.js';
 
 test('the source: flags over env over [tool.uvimage] over defaults', () => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as openpgp from 'openpgp';
-import { debianSourceFrom, fetchDeb, loadPackageIndex, verifyInRelease } from '../../src/debian/repository.js';
+import { debianSourceFrom, fetchDeb, loadPackageIndex, verifyInRelease } from '../../src/debian/archive/index.js';
 import { sha256Digest } from '../../src/oci/digest.js';
 import { BlobStore } from '../../src/oci/store.js';
 import { sharedTestStore } from '../harness/cache.js';
@@ -42,7 +42,7 @@ test('a modified InRelease fails its signature check and is not stored', async (
   try {
     const store = await emptyStore();
     const source = debianSourceFrom({ suite: 'trixie', arch: 'amd64', mirror: `${mirror.url}/debian`, securityMirror: `${mirror.url}/debian-security`, env: {} });
-    await assert.rejects(loadPackageIndex(source, store, { attempts: 1 }), /\/dists\/trixie(-security)?\/InRelease: InRelease signature verification failed: bad signature/);
+    await assert.rejects(loadPackageIndex(source, store, { retry: false }), /\/dists\/trixie(-security)?\/InRelease: InRelease signature verification failed: bad signature/);
     assert.equal(forged.length, 2);
     assert.deepEqual(await blobsIn(store), []);
     assert.deepEqual(await tempFilesIn(store), []);
@@ -72,7 +72,7 @@ test('a Packages file whose hash differs from InRelease is refused and not store
     const store = await emptyStore();
     const source = debianSourceFrom({ suite: 'trixie', arch: 'amd64', mirror: `${mirror.url}/debian`, securityMirror: `${mirror.url}/debian-security`, env: {} });
     await assert.rejects(
-      loadPackageIndex(source, store, { attempts: 1 }),
+      loadPackageIndex(source, store, { retry: false }),
       /trixie(-security)? main\/binary-amd64\/Packages\.xz from http:\/\/127\.0\.0\.1:\d+\/debian(-security)?\/dists\/trixie(-security)?\/main\/binary-amd64\/by-hash\/SHA256\/[a-f0-9]{64}: digest mismatch: expected sha256:[a-f0-9]{64}, got sha256:[a-f0-9]{64}/,
     );
     // What is stored: the two verified InRelease files and their signed texts, nothing else.
@@ -106,7 +106,7 @@ test('a .deb whose hash differs from Packages is refused and not stored', async 
     const store = await emptyStore();
     const pkg = { ...netbase, archiveUrl: `${mirror.url}/debian`, stanza: netbase.stanza };
     await assert.rejects(
-      fetchDeb(pkg, store, { attempts: 1 }),
+      fetchDeb(pkg, store, { retry: false }),
       new RegExp(`^UserError: netbase ${netbase.version.replace(/[.+]/g, '\\$&')} from http://127\\.0\\.0\\.1:\\d+/debian/pool/main/n/netbase/netbase_.*\\.deb: digest mismatch: expected sha256:${netbase.sha256}`),
     );
     assert.deepEqual(await blobsIn(store), []);

@@ -40,7 +40,7 @@ import { pipeline } from 'node:stream/promises';
 import { isElfMagic, readElfFile } from '../../src/binary/elf.js';
 import { readDebFile, type DebFile, type OpenedDeb } from '../../src/debian/deb.js';
 import type { Architecture } from '../../src/facts/architectures.js';
-import { debianSourceFrom, fetchDebs, loadPackageIndex } from '../../src/debian/repository.js';
+import { debianSourceFrom, fetchDebs, loadPackageIndex } from '../../src/debian/archive/index.js';
 import { resolvePackages } from '../../src/debian/resolver.js';
 import { runtimeExcludes } from '../../src/debian/runtime.js';
 import type { BlobStore } from '../../src/oci/store.js';

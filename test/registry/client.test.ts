@@ -1,8 +1,8 @@
-/** Registry client pieces that need no registry: challenges, scopes, Retry-After, the scheme rule. */
+/** Registry client pieces that need no registry: challenges, scopes, the scheme rule (Retry-After: test/net). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { mergeScopes, parseScopes, parseWwwAuthenticate, scopeString } from '../../src/registry/auth.js';
-import { RegistryClient, parseRetryAfter } from '../../src/registry/client.js';
+import { RegistryClient } from '../../src/registry/client.js';
 
 test('WWW-Authenticate: Bearer with quoted params, Basic, several challenges', () => {
   assert.deepEqual(
@@ -33,17 +33,6 @@ test('scopes: parsed from a challenge, merged per repository, written sorted', (
     ],
   );
   assert.equal(scopeString({ repository: 'me/app', actions: ['push', 'pull'] }), 'repository:me/app:pull,push');
-});
-
-test('Retry-After: seconds or an HTTP date, capped', () => {
-  assert.equal(parseRetryAfter('1', 60_000), 1000);
-  assert.equal(parseRetryAfter('3600', 60_000), 60_000);
-  const inFiveSeconds = new Date(Date.now() + 5000).toUTCString();
-  const delay = parseRetryAfter(inFiveSeconds, 60_000)!;
-  assert.ok(delay > 3000 && delay <= 5000, String(delay));
-  assert.equal(parseRetryAfter(new Date(Date.now() - 5000).toUTCString(), 60_000), 0);
-  assert.equal(parseRetryAfter('soon', 60_000), undefined);
-  assert.equal(parseRetryAfter(undefined, 60_000), undefined);
 });
 
 test('plain http only for loopback registries and the ones named insecure', () => {

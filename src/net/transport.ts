@@ -1,12 +1,16 @@
 /**
- * The HTTP layer under the registry client: one request, one response, on node:http/node:https
- * with keep-alive agents. It streams request bodies (with an exact Content-Length) and response
- * bodies, never follows redirects and never retries; the client above decides what to do with a
- * status or a connection error.
+ * One HTTP exchange: one request, one response, on node:http/node:https with keep-alive agents,
+ * directly or through a proxy (an absolute-form request to an http:// proxy for http:// URLs, a
+ * CONNECT tunnel for https:// ones: http-proxy-agent and https-proxy-agent, loaded only when a
+ * proxy is in use). It streams request bodies (with an exact Content-Length) and response
+ * bodies, never follows redirects and never retries: src/net/request.ts does that, once for
+ * every client.
  */
+import { readFile } from 'node:fs/promises';
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import { UserError, describeError } from '../errors.js';
 
 export interface TransportRequest {
   method: string;
@@ -18,7 +22,16 @@ export interface TransportRequest {
    */
   body?: Buffer | Readable;
   /** Idle-socket timeout; the request fails with ETIMEDOUT when nothing moves this long. */
+  idleTimeoutMs?: number;
+  /**
+   * The whole exchange, response body included, must end within this; else the request and its
+   * response fail with ETIMEDOUT.
+   */
   timeoutMs?: number;
+  /** The proxy to go through (src/net/proxy.ts decides); undefined: connect directly. */
+  proxy?: URL;
+  /** PEM certificates to trust instead of Node's bundled roots (SSL_CERT_FILE). */
+  ca?: string;
 }
 
 export interface TransportResponse {
@@ -36,18 +49,61 @@ export class BodySourceError extends Error {
   }
 }
 
-const agents = {
-  http: new http.Agent({ keepAlive: true, maxSockets: 32 }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 32 }),
+const agentOptions = { keepAlive: true, maxSockets: 32 };
+const directAgents = {
+  http: new http.Agent(agentOptions),
+  https: new https.Agent(agentOptions),
 };
+/** Proxy agents by proxy URL and target scheme, so connections through a proxy are reused too. */
+const proxyAgents = new Map<string, Promise<http.Agent>>();
+
+function agentFor(secure: boolean, proxy: URL | undefined): Promise<http.Agent> {
+  if (!proxy) return Promise.resolve(secure ? directAgents.https : directAgents.http);
+  const key = `${secure ? 'https' : 'http'} ${proxy.href}`;
+  let agent = proxyAgents.get(key);
+  if (!agent) {
+    agent = secure
+      ? import('https-proxy-agent').then(({ HttpsProxyAgent }) => new HttpsProxyAgent(proxy, agentOptions))
+      : import('http-proxy-agent').then(({ HttpProxyAgent }) => new HttpProxyAgent(proxy, agentOptions));
+    proxyAgents.set(key, agent);
+  }
+  return agent;
+}
+
+const certificateFiles = new Map<string, Promise<string>>();
+
+/**
+ * The certificates SSL_CERT_FILE names (a PEM bundle), which replace Node's bundled roots as
+ * they replace the platform's in uv and OpenSSL: what a network whose proxy re-signs TLS needs.
+ */
+export function trustedCertificates(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  const path = env.SSL_CERT_FILE?.trim();
+  if (!path) return Promise.resolve(undefined);
+  let pending = certificateFiles.get(path);
+  if (!pending) {
+    pending = readFile(path, 'utf8').then(
+      (text) => {
+        if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new UserError(`SSL_CERT_FILE=${path} holds no PEM certificate`);
+        return text;
+      },
+      (error: unknown) => {
+        throw new UserError(`SSL_CERT_FILE=${path} cannot be read: ${describeError(error)}`);
+      },
+    );
+    pending.catch(() => certificateFiles.delete(path));
+    certificateFiles.set(path, pending);
+  }
+  return pending;
+}
 
 /** How much of an early response (one sent before the request body was fully written) is kept. */
 const earlyResponseLimit = 64 * 1024;
 
-export function sendRequest(request: TransportRequest): Promise<TransportResponse> {
+export async function sendRequest(request: TransportRequest): Promise<TransportResponse> {
   const { url, method } = request;
   const secure = url.protocol === 'https:';
   const module = secure ? https : http;
+  const agent = await agentFor(secure, request.proxy);
   const headers: Record<string, string> = { ...(request.headers ?? {}) };
   if (Buffer.isBuffer(request.body)) headers['content-length'] = String(request.body.length);
   else if (!request.body && method !== 'GET' && method !== 'HEAD' && !hasHeader(headers, 'content-length')) {
@@ -57,21 +113,34 @@ export function sendRequest(request: TransportRequest): Promise<TransportRespons
   return new Promise<TransportResponse>((resolve, reject) => {
     let settled = false;
     let bodyDone = !(request.body instanceof Readable);
+    let response: IncomingMessage | undefined;
+    let deadline: NodeJS.Timeout | undefined;
     const fail = (error: unknown) => {
+      clearTimeout(deadline);
       if (settled) return;
       settled = true;
       if (request.body instanceof Readable) request.body.destroy();
       reject(error);
     };
 
-    const req = module.request(url, { method, headers, agent: secure ? agents.https : agents.http });
+    const req = module.request(url, { method, headers, agent, ...(request.ca ? { ca: request.ca } : {}) });
     req.on('error', fail);
+    if (request.idleTimeoutMs) {
+      const seconds = Math.round(request.idleTimeoutMs / 1000);
+      req.setTimeout(request.idleTimeoutMs, () => req.destroy(timeoutError(`no data for ${seconds} s`)));
+    }
     if (request.timeoutMs) {
-      req.setTimeout(request.timeoutMs, () => {
-        req.destroy(Object.assign(new Error(`no data for ${Math.round(request.timeoutMs! / 1000)} s`), { code: 'ETIMEDOUT' }));
-      });
+      const seconds = Math.round(request.timeoutMs / 1000);
+      deadline = setTimeout(() => {
+        const error = timeoutError(`not done within ${seconds} s`);
+        req.destroy(error);
+        response?.destroy(error);
+      }, request.timeoutMs);
+      deadline.unref();
     }
     req.on('response', (res: IncomingMessage) => {
+      response = res;
+      res.once('close', () => clearTimeout(deadline));
       if (settled) {
         res.resume();
         return;
@@ -121,6 +190,10 @@ export function sendRequest(request: TransportRequest): Promise<TransportRespons
   });
 }
 
+function timeoutError(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ETIMEDOUT' });
+}
+
 function hasHeader(headers: Record<string, string>, name: string): boolean {
   return Object.keys(headers).some((key) => key.toLowerCase() === name);
 }
@@ -156,15 +229,4 @@ export async function discardBody(response: TransportResponse): Promise<void> {
 export function header(response: TransportResponse, name: string): string | undefined {
   const value = response.headers[name.toLowerCase()];
   return Array.isArray(value) ? value[0] : value;
-}
-
-/** Node's system-error code of a connection failure, if it is one. */
-export function errorCode(error: unknown): string | undefined {
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && current && typeof current === 'object'; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
 }

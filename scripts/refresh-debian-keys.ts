@@ -1,0 +1,149 @@
+/**
+ * Regenerates src/debian/keys.ts, the Debian archive keys uvimage verifies InRelease files
+ * against, from Debian's own debian-archive-keyring package:
+ *
+ *   npx tsx scripts/refresh-debian-keys.ts [--suite trixie] [--cache-dir DIR]
+ *
+ * The package comes through uvimage's verified archive client: the suite's InRelease checked
+ * against the keys pinned now, its Packages index against the InRelease, the .deb against its
+ * Packages stanza. From it, for every suite src/facts/debian-suites.ts lists, the keyrings
+ * <suite>-stable, <suite>-automatic and <suite>-security-automatic are taken as the package
+ * ships them armored (etc/apt/trusted.gpg.d/debian-archive-<name>.asc), checked to hold the
+ * same packets as its binary keyring (usr/share/keyrings/debian-archive-<name>.pgp), and
+ * written with their fingerprints into the module, sorted by release. The same package gives
+ * the same module byte for byte; test/debian/keys.test.ts holds the committed one to that.
+ *
+ * A new release (forky, Debian 14): add it to src/facts/debian-suites.ts, run this with
+ * `--suite` naming a suite whose keyring package knows its keys (stable gets the next release's
+ * keys in a point release), and compare the new fingerprints in the diff with
+ * https://ftp-master.debian.org/keys.html.
+ */
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as openpgp from 'openpgp';
+import { debianSourceFrom, fetchDeb, loadPackageIndex, type DebDownload } from '../src/debian/archive/index.js';
+import { readDeb, type OpenedDeb } from '../src/debian/deb.js';
+import { debianSuites, defaultDebianSuite, parseDebianSuite, type DebianSuite } from '../src/facts/debian-suites.js';
+import { BlobStore, defaultCacheDir } from '../src/oci/store.js';
+
+/** The keyring package a module is generated from, as the module records it. */
+export interface KeyringPackage {
+  version: string;
+  /** Its path in the archive (pool/main/d/debian-archive-keyring/…). */
+  filename: string;
+  sha256: string;
+}
+
+export const keyringPackageName = 'debian-archive-keyring';
+export const keysModulePath = fileURLToPath(new URL('../src/debian/keys.ts', import.meta.url));
+
+/** The keyrings uvimage pins: three per supported suite, oldest release first. */
+export function pinnedKeyNames(): string[] {
+  const suites = (Object.keys(debianSuites) as DebianSuite[]).sort((a, b) => Number(debianSuites[a].version) - Number(debianSuites[b].version));
+  return suites.flatMap((suite) => [`${suite}-stable`, `${suite}-automatic`, `${suite}-security-automatic`]);
+}
+
+/** Brings the keyring .deb into the store (verified) and opens it. */
+export async function openKeyringPackage(store: BlobStore, pkg: DebDownload): Promise<OpenedDeb> {
+  const digest = await fetchDeb(pkg, store);
+  return readDeb(store.openRead(digest), { spoolPath: store.tempPath('keyring'), label: `${keyringPackageName} ${pkg.version}` });
+}
+
+interface PinnedKey {
+  name: string;
+  fingerprint: string;
+  owner: string;
+  expires: string;
+  armored: string;
+}
+
+async function readPinnedKey(deb: OpenedDeb, name: string): Promise<PinnedKey> {
+  const file = (path: string) => {
+    const found = deb.files.find((entry) => entry.path === path && entry.type === 'file');
+    if (!found) throw new Error(`${deb.label} has no ${path}: does it know the keys of this suite?`);
+    return deb.readFile(found);
+  };
+  const armored = (await file(`etc/apt/trusted.gpg.d/debian-archive-${name}.asc`)).toString('utf8').trim();
+  const binary = await file(`usr/share/keyrings/debian-archive-${name}.pgp`);
+  const unarmored = await openpgp.unarmor(armored);
+  if (!Buffer.from(unarmored.data as Uint8Array).equals(binary)) throw new Error(`${deb.label}: the armored and binary keyrings of ${name} differ`);
+  const keys = await openpgp.readKeys({ binaryKeys: binary });
+  if (keys.length !== 1) throw new Error(`${deb.label}: the keyring of ${name} holds ${keys.length} keys, not one`);
+  const key = keys[0]!;
+  const expiration = await key.getExpirationTime();
+  return {
+    name,
+    fingerprint: key.getFingerprint().toUpperCase(),
+    owner: (await key.getPrimaryUser()).user.userID?.userID ?? '?',
+    expires: expiration instanceof Date ? `expires ${expiration.toISOString().slice(0, 10)}` : 'does not expire',
+    armored,
+  };
+}
+
+/** The text of src/debian/keys.ts for a keyring package. */
+export async function renderKeysModule(pkg: KeyringPackage, deb: OpenedDeb): Promise<string> {
+  const keys: PinnedKey[] = [];
+  for (const name of pinnedKeyNames()) keys.push(await readPinnedKey(deb, name));
+  const width = Math.max(...keys.map((key) => key.name.length)) + 2;
+  const table = keys.map((key) => ` *   ${key.name.padEnd(width)}${key.fingerprint}  ${key.owner}, ${key.expires}`).join('\n');
+  const entries = keys
+    .map((key) => `  {\n    name: '${key.name}',\n    fingerprint: '${key.fingerprint}',\n    armored: \`${key.armored}\`,\n  },`)
+    .join('\n');
+  return `// Generated by scripts/refresh-debian-keys.ts from ${keyringPackageName} ${pkg.version}; do not edit.
+/**
+ * The Debian archive signing keys uvimage trusts, embedded as armored text so the compiled
+ * dist/ build needs no data files beside it. A dists/<suite>/InRelease is accepted only when
+ * it carries a good signature from one of these keys, and each key is checked against its
+ * pinned primary fingerprint when it is loaded, so an edited armored block fails loudly.
+ *
+ * Pinned keys (primary fingerprint, owner, expiry):
+${table}
+ *
+ * Which keys sign what (seen in the archive, 2026): dists/{trixie,bookworm}/InRelease are
+ * signed by the bookworm and trixie "automatic" keys and the release's "stable" key;
+ * dists/{trixie,bookworm}-security/InRelease by the bookworm and trixie "security-automatic"
+ * keys. Signatures by other keys (e.g. bullseye's, still on bookworm-security) are ignored.
+ *
+ * A new release's keys: see scripts/refresh-debian-keys.ts.
+ */
+
+export interface ArchiveKey {
+  name: string;
+  /** Primary key fingerprint, 40 hex digits, upper case. */
+  fingerprint: string;
+  armored: string;
+}
+
+/** The package the keys were taken from (verified through the archive client by its sha256). */
+export const debianArchiveKeyring = {
+  version: '${pkg.version}',
+  filename: '${pkg.filename}',
+  sha256: '${pkg.sha256}',
+} as const;
+
+export const debianArchiveKeys: readonly ArchiveKey[] = [
+${entries}
+];
+`;
+}
+
+async function main(args: string[]): Promise<void> {
+  const option = (name: string) => {
+    const at = args.indexOf(name);
+    return at >= 0 ? args[at + 1] : undefined;
+  };
+  const suite = parseDebianSuite(option('--suite') ?? defaultDebianSuite);
+  const store = await BlobStore.open(option('--cache-dir') ?? defaultCacheDir());
+  const index = await loadPackageIndex(debianSourceFrom({ suite, arch: 'amd64' }), store);
+  const pkg = index.get(keyringPackageName);
+  if (!pkg) throw new Error(`${suite} has no ${keyringPackageName}`);
+  const deb = await openKeyringPackage(store, pkg);
+  try {
+    await writeFile(keysModulePath, await renderKeysModule(pkg, deb));
+  } finally {
+    await deb.close();
+  }
+  console.log(`wrote ${pinnedKeyNames().length} keys from ${keyringPackageName} ${pkg.version} (${suite}) to ${keysModulePath}`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main(process.argv.slice(2));
