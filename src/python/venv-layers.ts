@@ -8,7 +8,7 @@
  *   project          the project and its workspace members, built with `uv build --wheel`
  *
  * Each layer is keyed by its inputs (wheel hashes, venv root, runtime, Python version, bytecode
- * compiler, mtime, layer format version); a layer whose key has a record and whose blob is intact
+ * compiler, stripping, mtime, layer format version); a layer whose key has a record and whose blob is intact
  * in the store is reused without opening a wheel.
  */
 import { createReadStream } from 'node:fs';
@@ -16,6 +16,7 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { stripFormat } from '../binary/strip.js';
 import { UserError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { buildTimestamp } from '../oci/image.js';
@@ -74,6 +75,8 @@ export interface BuildVenvLayersOptions {
   reuse?: boolean;
   /** direct_url.json `url` of the project and members; default file://<their directory>, as uv writes it. */
   directUrlFor?: (dir: string) => string;
+  /** Strip debug information from the ELF files of the wheels (src/binary/strip.ts); default true. */
+  strip?: boolean;
 }
 
 export interface InstalledPackage {
@@ -160,6 +163,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     const reuse = options.reuse ?? true;
     const bytecode = options.compiler ? { compiler: options.compiler, cacheTag: cpythonCacheTag(options.runtime.version), store, reuse } : undefined;
     const prompt = options.prompt ?? plan.project.name;
+    const strip = (options.strip ?? true) ? { store, reuse } : undefined;
     const base = {
       format: venvLayerFormat,
       layerEncoding,
@@ -168,6 +172,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
       mtime,
       installer: options.installer ?? 'uvimage',
       pyc: bytecode ? [bytecode.compiler.version, bytecode.cacheTag] : null,
+      strip: strip ? stripFormat : false,
     };
     let reused = 0;
     const packages: InstalledPackage[] = [];
@@ -197,6 +202,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
             installer: options.installer,
             directUrl: wheel.directUrl,
             bytecode,
+            strip,
           });
           opened.push(installed);
           return installed;
