@@ -12,13 +12,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { appendFile, chmod, copyFile, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import yauzl from 'yauzl';
 import { fileReader } from '../../src/binary/elf.js';
 import { planStripDebug, writeStripped, type StripResult } from '../../src/binary/strip.js';
 import type { FileEntry } from '../../src/oci/layer-entry.js';
@@ -26,7 +24,7 @@ import { writeLayer } from '../../src/oci/layer-writer.js';
 import { BlobStore } from '../../src/oci/store.js';
 import { venvScheme } from '../../src/python/venv.js';
 import { installWheel, parseRecord, WheelError } from '../../src/python/wheel-installer.js';
-import { uvloopWheel } from '../harness/uvloop.js';
+import { extractFromWheel, uvloopWheel } from '../harness/uvloop.js';
 
 let work: string;
 before(async () => {
@@ -235,31 +233,11 @@ describe('stripping, judged by binutils', () => {
   });
 });
 
-/** A file of a zip, extracted with yauzl. */
-async function unzipMember(zipPath: string, name: string, to: string): Promise<void> {
-  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => yauzl.open(zipPath, { lazyEntries: true }, (error, opened) => (error ? reject(error) : resolve(opened!))));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      zip.on('entry', (entry: yauzl.Entry) => {
-        if (entry.fileName !== name) return zip.readEntry();
-        zip.openReadStream(entry, (error, stream) => {
-          if (error) return reject(error);
-          stream!.pipe(createWriteStream(to)).on('finish', resolve).on('error', reject);
-        });
-      });
-      zip.on('end', () => reject(new Error(`${zipPath} has no ${name}`)));
-      zip.readEntry();
-    });
-  } finally {
-    zip.close();
-  }
-}
-
 describe("uvloop's wheels", () => {
   test('x86_64: loop.*.so from 16 MB to 2 MB, as binutils strips it', async () => {
     const wheel = await uvloopWheel('x86_64');
     const module = join(work, 'loop-x86_64.so');
-    await unzipMember(wheel.path, wheel.module, module);
+    await extractFromWheel(wheel.path, wheel.module, module);
     const { result, output } = await stripFile(module);
     assert.ok(result.strip && output);
     execFileSync('strip', ['--strip-debug', '-o', `${module}.binutils`, module]);
@@ -273,7 +251,7 @@ describe("uvloop's wheels", () => {
   test('aarch64: every kept section as it was, every debug section gone', async () => {
     const wheel = await uvloopWheel('aarch64');
     const module = join(work, 'loop-aarch64.so');
-    await unzipMember(wheel.path, wheel.module, module);
+    await extractFromWheel(wheel.path, wheel.module, module);
     assert.match(readelf(['-h'], module).stdout, /Machine:\s+AArch64/);
     const { result, output } = await stripFile(module);
     assert.ok(result.strip && output);

@@ -3,6 +3,9 @@
  * information (16 MB, 2 MB without): the real-world case for stripping. Downloaded once into the
  * persistent test store, verified against the sha256 PyPI publishes for them.
  */
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import yauzl from 'yauzl';
 import { downloadWheel } from '../../src/python/download.js';
 import { sharedTestStore } from './cache.js';
 
@@ -35,4 +38,21 @@ export async function uvloopWheel(arch: keyof typeof wheels): Promise<UvloopWhee
   const digest = `sha256:${wheel.sha256}` as const;
   const downloaded = await downloadWheel({ name: 'uvloop', filename: wheel.filename, url: wheel.url, hash: digest }, { store: await sharedTestStore() });
   return { filename: wheel.filename, path: downloaded.path, digest, module: `uvloop/loop.cpython-312-${arch}-linux-gnu.so` };
+}
+
+/** Writes the member `name` of a wheel (a zip) to the file `to`. */
+export async function extractFromWheel(wheelPath: string, name: string, to: string): Promise<void> {
+  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => yauzl.open(wheelPath, { lazyEntries: true }, (error, opened) => (error ? reject(error) : resolve(opened!))));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      zip.on('entry', (entry: yauzl.Entry) => {
+        if (entry.fileName !== name) return zip.readEntry();
+        zip.openReadStream(entry, (error, stream) => (error ? reject(error) : pipeline(stream!, createWriteStream(to)).then(resolve, reject)));
+      });
+      zip.on('end', () => reject(new Error(`${wheelPath} has no ${name}`)));
+      zip.readEntry();
+    });
+  } finally {
+    zip.close();
+  }
 }
