@@ -8,7 +8,7 @@
  *   project          the project and its workspace members, built with `uv build --wheel`
  *
  * Each layer is keyed by its inputs (wheel hashes, venv root, runtime, Python version, bytecode
- * compiler, mtime, layer format version); a layer whose key has a record and whose blob is intact
+ * compiler, stripping, mtime, layer format version); a layer whose key has a record and whose blob is intact
  * in the store is reused without opening a wheel.
  */
 import { createReadStream } from 'node:fs';
@@ -16,6 +16,7 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { stripFormat } from '../binary/strip.js';
 import { UserError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { buildTimestamp } from '../oci/image.js';
@@ -74,6 +75,8 @@ export interface BuildVenvLayersOptions {
   reuse?: boolean;
   /** direct_url.json `url` of the project and members; default file://<their directory>, as uv writes it. */
   directUrlFor?: (dir: string) => string;
+  /** Strip debug information from the ELF files of the wheels (src/binary/strip.ts); default true. */
+  strip?: boolean;
   /** The layers to write, as planned (planVenvLayers); default: planned here from the same options. */
   layers?: VenvLayerPlan[];
 }
@@ -95,7 +98,7 @@ export interface VenvLayerPlan {
 }
 
 /** What the options fix about every venv layer's content, beside its wheels: part of each layer's key. */
-function venvKeyBase(options: Pick<BuildVenvLayersOptions, 'venvRoot' | 'runtime' | 'mtime' | 'installer'>, pyc: { version: string } | undefined) {
+function venvKeyBase(options: Pick<BuildVenvLayersOptions, 'venvRoot' | 'runtime' | 'mtime' | 'installer' | 'strip'>, pyc: { version: string } | undefined) {
   const scheme = venvScheme(options.venvRoot ?? defaultVenvRoot, options.runtime.version);
   const runtime: VenvRuntime = { interpreter: options.runtime.interpreter, home: options.runtime.home, version: options.runtime.version };
   return {
@@ -106,6 +109,7 @@ function venvKeyBase(options: Pick<BuildVenvLayersOptions, 'venvRoot' | 'runtime
     mtime: options.mtime ?? buildTimestamp().seconds,
     installer: options.installer ?? 'uvimage',
     pyc: pyc ? [pyc.version, cpythonCacheTag(options.runtime.version)] : null,
+    strip: (options.strip ?? true) ? stripFormat : false,
   };
 }
 
@@ -134,7 +138,7 @@ function compareNormalized(a: string, b: string): number {
  */
 export function planVenvLayers(
   plan: InstallPlan,
-  options: Pick<BuildVenvLayersOptions, 'venvRoot' | 'runtime' | 'mtime' | 'installer' | 'ownLayer' | 'prompt' | 'projectDir' | 'directUrlFor'> & { bytecode?: { version: string } },
+  options: Pick<BuildVenvLayersOptions, 'venvRoot' | 'runtime' | 'mtime' | 'installer' | 'strip' | 'ownLayer' | 'prompt' | 'projectDir' | 'directUrlFor'> & { bytecode?: { version: string } },
 ): VenvLayerPlan[] {
   const base = venvKeyBase(options, options.bytecode);
   const prompt = options.prompt ?? plan.project.name;
@@ -243,6 +247,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     const reuse = options.reuse ?? true;
     const bytecode = options.compiler ? { compiler: options.compiler, cacheTag: cpythonCacheTag(options.runtime.version), store, reuse } : undefined;
     const prompt = options.prompt ?? plan.project.name;
+    const strip = (options.strip ?? true) ? { store, reuse } : undefined;
     const base = venvKeyBase(options, options.compiler);
     let reused = 0;
     const packages: InstalledPackage[] = [];
@@ -280,6 +285,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
             installer: options.installer,
             directUrl: wheel.directUrl,
             bytecode,
+            strip,
           });
           opened.push(installed);
           return installed;

@@ -30,11 +30,15 @@
  * its slice of the pack. A rebuild of the layer compiles nothing for an unchanged wheel.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, openSync, readSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { inflateRawSync } from 'node:zlib';
 import yauzl, { type Entry, type ZipFile } from 'yauzl';
+import { fileReader, isElfMagic, type PositionalReader } from '../binary/elf.js';
+import { planStripDebug, stripFormat, writeStripped } from '../binary/strip.js';
 import { UserError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { FileEntry, LayerEntry } from '../oci/layer-entry.js';
@@ -67,6 +71,23 @@ export interface InstallWheelOptions {
   /** direct_url.json content (the project and other direct references), written as given. */
   directUrl?: string;
   bytecode?: WheelBytecode;
+  /** Strip debug information from the wheel's ELF files. */
+  strip?: WheelStrip;
+}
+
+export interface WheelStrip {
+  /** Where stripped files are kept. */
+  store: BlobStore;
+  /** Use files stripped by an earlier build (default true). */
+  reuse?: boolean;
+}
+
+/** An ELF file of the wheel, stripped: its copy in the store. */
+export interface StrippedFile {
+  digest: Digest;
+  size: number;
+  /** Its size in the wheel. */
+  before: number;
 }
 
 export interface InstalledWheel {
@@ -75,6 +96,8 @@ export interface InstalledWheel {
   distInfo: string;
   /** Entries for the layer. File contents open lazily from the wheel, verified as they stream. */
   entries: LayerEntry[];
+  /** The files stripped of debug information (with `strip`): layer path, size in the wheel, size installed. */
+  stripped: { path: string; before: number; after: number }[];
   /** Closes the archive. Call after the layer is written. */
   close(): void;
 }
@@ -197,6 +220,21 @@ async function installFromZip(archive: Archive, wheelPath: string, options: Inst
     out.push(entry);
   };
   const pyFiles: { imagePath: string; zipEntry: Entry; record: RecordEntry }[] = [];
+  const strippedFiles = options.strip ? await stripElfFiles(archive, files, recordByPath, options, wheelPath) : new Map<string, StrippedFile>();
+  const stripped: InstalledWheel['stripped'] = [];
+  /** The layer entry of a wheel file, and its RECORD line: its stripped copy when it has one. */
+  const fileOf = (zipEntry: Entry, zipPath: string, layerPath: string, mode: number, recordEntry: RecordEntry | undefined, destination: string): void => {
+    const copy = strippedFiles.get(zipPath);
+    if (!copy) {
+      add(zipFileEntry(archive, zipEntry, layerPath, mode, recordEntry?.hash, zipPath));
+      if (recordEntry) outRecord.push({ ...recordEntry, path: relSite(destination) });
+      return;
+    }
+    const store = options.strip!.store;
+    add({ type: 'file', path: layerPath, mode, size: copy.size, open: () => store.openRead(copy.digest) });
+    if (recordEntry) outRecord.push({ path: relSite(destination), hash: `sha256=${Buffer.from(copy.digest.slice('sha256:'.length), 'hex').toString('base64url')}`, size: copy.size });
+    stripped.push({ path: layerPath, before: copy.before, after: copy.size });
+  };
   const entryPointNames = new Set([...entryPoints.console, ...entryPoints.gui].map((script) => script.name));
 
   for (const [path, zipEntry] of [...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
@@ -263,12 +301,11 @@ async function installFromZip(archive: Archive, wheelPath: string, options: Inst
         if (recordEntry) outRecord.push({ path: relSite(destination), hash: recordHash(rewritten), size: rewritten.length });
         continue;
       }
-      add(zipFileEntry(archive, zipEntry, layerPath, 0o755, expected, path));
+      fileOf(zipEntry, path, layerPath, 0o755, recordEntry, destination);
     } else {
-      add(zipFileEntry(archive, zipEntry, layerPath, executable ? 0o755 : 0o644, expected, path));
+      fileOf(zipEntry, path, layerPath, executable ? 0o755 : 0o644, recordEntry, destination);
       if (kind === 'site' && destination.endsWith('.py')) pyFiles.push({ imagePath: destination, zipEntry, record: recordEntry ?? { path, hash: undefined, size: undefined } });
     }
-    if (recordEntry) outRecord.push({ ...recordEntry, path: relSite(destination) });
   }
   // RECORD lines of .data/scripts files an entry point replaced stay as they were (uv leaves them).
   for (const [path, entry] of recordByPath) {
@@ -326,7 +363,72 @@ async function installFromZip(archive: Archive, wheelPath: string, options: Inst
   }
 
   const close = (): void => zip.close(); // idempotent in yauzl
-  return { name, version, distInfo, entries: out, close };
+  return { name, version, distInfo, entries: out, stripped, close };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stripping.
+
+interface StrippedRecord {
+  /** Wheel path -> its stripped copy; the wheel's other files stay as they are. */
+  files: Record<string, StrippedFile>;
+}
+
+/** Files never looked at for an ELF header: text the wheel format or Python itself defines. */
+const textFile = /\.(py|pyi|pyc|pyx|pxd|pth|txt|md|rst|json|toml|cfg|ini|ya?ml|html|css|js|h|hpp|c|cc|cpp|typed)$/i;
+
+/** The ELF files of a wheel that have debug information, stripped into the store (see the top of this file). */
+async function stripElfFiles(archive: Archive, files: Map<string, Entry>, recordByPath: Map<string, RecordEntry>, options: InstallWheelOptions, wheelPath: string): Promise<Map<string, StrippedFile>> {
+  const { store, reuse } = options.strip!;
+  const key = JSON.stringify([stripFormat, options.wheelDigest ?? wheelPath]);
+  if (options.wheelDigest && reuse !== false) {
+    const cached = await store.readRecord<StrippedRecord>('stripped-elf', key);
+    if (cached) {
+      const copies = Object.entries(cached.files);
+      if ((await Promise.all(copies.map(([, copy]) => store.hasIntact(copy.digest)))).every(Boolean)) return new Map(copies);
+    }
+  }
+  const stripped = new Map<string, StrippedFile>();
+  for (const [path, entry] of [...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (entry.uncompressedSize < 64 || textFile.test(path) || path.split('/')[0]!.endsWith('.dist-info')) continue;
+    if (!isElfMagic(await readHead(archive, entry, 4))) continue;
+    const copy = await stripEntry(archive, entry, recordByPath.get(path)?.hash, path, store);
+    if (copy) stripped.set(path, copy);
+  }
+  if (options.wheelDigest) await store.writeRecord('stripped-elf', key, { files: Object.fromEntries(stripped) } satisfies StrippedRecord);
+  return stripped;
+}
+
+/**
+ * One ELF file stripped into the store, or undefined when it has nothing to strip (or is one
+ * src/binary/strip.ts leaves alone). Its bytes are checked against RECORD before they are used:
+ * small files in memory, large ones spooled to a temp file of the store (positional reads).
+ */
+async function stripEntry(archive: Archive, entry: Entry, expectedHash: string | undefined, recordPath: string, store: BlobStore): Promise<StrippedFile | undefined> {
+  const size = entry.uncompressedSize;
+  const strip = async (read: PositionalReader): Promise<StrippedFile | undefined> => {
+    const result = await planStripDebug(read, size);
+    if (!result.strip) return undefined;
+    const blob = await store.writeStream(Readable.from(writeStripped(result.plan, read)), undefined, `${archive.what}: ${recordPath} stripped`);
+    if (blob.size !== result.plan.size) throw new Error(`${archive.what}: ${recordPath} stripped to ${blob.size} bytes, planned ${result.plan.size}`);
+    return { digest: blob.digest, size: blob.size, before: size };
+  };
+  if (size <= smallEntry) {
+    const content = await readEntry(archive, entry, expectedHash, recordPath);
+    return strip(async (position, length) => content.subarray(position, position + length));
+  }
+  const spool = store.tempPath('strip');
+  try {
+    await pipeline(await verifiedEntryStream(archive, entry, expectedHash, recordPath), createWriteStream(spool));
+    const handle = await open(spool, 'r');
+    try {
+      return await strip(fileReader(handle));
+    } finally {
+      await handle.close();
+    }
+  } finally {
+    await rm(spool, { force: true });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,33 +617,31 @@ async function readHead(archive: Archive, entry: Entry, length: number): Promise
 
 /** A layer file entry whose content streams from the zip, verified against RECORD on the way. */
 function zipFileEntry(archive: Archive, entry: Entry, path: string, mode: number, expectedHash: string | undefined, recordPath: string): FileEntry {
-  const { zip, what } = archive;
+  const { what } = archive;
   if (entry.uncompressedSize <= smallEntry) {
     return { type: 'file', path, mode, size: entry.uncompressedSize, open: () => verifyContent(readSmallSync(archive, entry), expectedHash, recordPath, what) };
   }
-  return {
-    type: 'file',
-    path,
-    mode,
-    size: entry.uncompressedSize,
-    open: async () => {
-      const stream = await openEntryStream(zip, entry, what);
-      if (expectedHash === undefined) return stream;
-      const { algorithm, digest } = parseRecordHash(expectedHash, recordPath, what);
-      const hash = createHash(algorithm);
-      const check = new Transform({
-        transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-          hash.update(chunk);
-          callback(null, chunk);
-        },
-        flush(callback: TransformCallback) {
-          callback(hash.digest('base64url') === digest ? null : recordMismatch(what, recordPath));
-        },
-      });
-      stream.on('error', (error) => check.destroy(error));
-      return stream.pipe(check);
+  return { type: 'file', path, mode, size: entry.uncompressedSize, open: () => verifiedEntryStream(archive, entry, expectedHash, recordPath) };
+}
+
+/** A (large) entry's content as a stream that fails at its end unless it matches its RECORD hash. */
+async function verifiedEntryStream(archive: Archive, entry: Entry, expectedHash: string | undefined, recordPath: string): Promise<Readable> {
+  const { zip, what } = archive;
+  const stream = await openEntryStream(zip, entry, what);
+  if (expectedHash === undefined) return stream;
+  const { algorithm, digest } = parseRecordHash(expectedHash, recordPath, what);
+  const hash = createHash(algorithm);
+  const check = new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      hash.update(chunk);
+      callback(null, chunk);
     },
-  };
+    flush(callback: TransformCallback) {
+      callback(hash.digest('base64url') === digest ? null : recordMismatch(what, recordPath));
+    },
+  });
+  stream.on('error', (error) => check.destroy(error));
+  return stream.pipe(check);
 }
 
 function recordMismatch(what: string, path: string): WheelError {

@@ -149,9 +149,13 @@ interface VenvOptionsInput {
   lock: UvLock;
 }
 
-/** What every test build of a venv shares: mtime 0, the test uv and its cache, builds with the host CPython. */
+/**
+ * What every test build of a venv shares: mtime 0, the test uv and its cache, builds with the
+ * host CPython, and native files as the wheels have them (these builds are compared with uv's
+ * file for file; stripping has its own tests, test/binary/strip.test.ts).
+ */
 function testVenvOptions({ store, python, projectDir, lock }: VenvOptionsInput): Omit<BuildVenvLayersOptions, 'runtime'> {
-  return { store, projectDir, mtime: 0, lock, uv: uvBinary(), buildPython: python.interpreter, env: uvEnv() };
+  return { store, projectDir, mtime: 0, lock, uv: uvBinary(), buildPython: python.interpreter, env: uvEnv(), strip: false };
 }
 
 /**
