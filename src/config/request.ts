@@ -35,6 +35,7 @@ export interface BuildFlags {
   separateLayer?: string[];
   package?: string[];
   allPackages?: boolean;
+  sourceTree?: boolean;
   frozen?: boolean;
   entrypoint?: string;
   cmd?: string;
@@ -110,6 +111,7 @@ const flagKeys: { flag: string; key: keyof ToolUvimage; read: (flags: BuildFlags
   { flag: '--separate-layer', key: 'separate-layers', read: (flags) => (flags.separateLayer?.length ? flags.separateLayer : undefined) },
   { flag: '--package', key: 'package', read: (flags) => (flags.package?.length ? flags.package : undefined) },
   { flag: '--all-packages', key: 'all-packages', read: (flags) => (flags.allPackages ? true : undefined) },
+  { flag: '--source-tree', key: 'source', read: (flags) => flags.sourceTree },
 ];
 
 /** Flags whose KEY=VALUE entries are added to a table key's (the flag's entries win). */

@@ -51,6 +51,12 @@ export const toolUvimageSchema = z
       .optional()
       .describe('workspace member(s) to install, as `uv sync --package`: a virtual workspace root builds one of its members'),
     'all-packages': z.boolean().optional().describe('install every workspace member, as `uv sync --all-packages`'),
+    source: z
+      .boolean()
+      .optional()
+      .describe("copy the project's source tree into the working directory (default: when uv does not install the project as a package)"),
+    'source-include': z.array(z.string().min(1)).optional().describe('only these paths of the source tree (gitignore patterns)'),
+    'source-exclude': z.array(z.string().min(1)).optional().describe('paths of the source tree to leave out (gitignore patterns), beside .dockerignore or the defaults'),
   })
   .describe('uvimage settings ([tool.uvimage] in pyproject.toml)');
 

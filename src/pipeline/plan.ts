@@ -23,12 +23,16 @@ import type { Digest } from '../oci/digest.js';
 import { Annotation, mergeContainerConfig, type ConfigChanges, type ContainerConfig, type ImageConfig, type Layer } from '../oci/image.js';
 import { formatPlatform, type Platform } from '../oci/platform.js';
 import { buildSettingsFromToolUv, checkInstallOptions, checkLockAllowsPython, planInstall, type InstallOptions, type InstallPlan } from '../python/install-set.js';
+import type { ProjectIndex } from '../python/indexes.js';
 import type { LockedProject } from '../python/locked-project.js';
 import { normalizeName } from '../python/markers.js';
 import { matchesSpecifiers } from '../python/pep440.js';
 import { chooseStandaloneDownload, standaloneLayerKey, trimRuleNames, type StandaloneDownload } from '../python/standalone.js';
 import type { PythonTarget } from '../python/target.js';
 import { planVenvLayers, type VenvLayerPlan } from '../python/venv-layers.js';
+import { redactUrl } from '../net/proxy.js';
+import { formatBytes } from '../progress.js';
+import { planSourceTree, type SourceTreePlan } from './source-tree.js';
 
 /** Where the virtualenv lives in every image uvimage builds. */
 export const venvRoot = '/app/.venv';
@@ -88,7 +92,7 @@ export type RuntimePlan =
 
 /** One layer of the image, in order: what it is, what it is made of, the record it is cached under. */
 export interface LayerPlan {
-  role: 'base' | 'runtime' | 'dependencies' | 'dependency' | 'project' | 'files';
+  role: 'base' | 'runtime' | 'dependencies' | 'dependency' | 'project' | 'source' | 'files';
   /** The layer as the build's summary and --json name it: `base: libc`, `dependencies (own layer 1)`, `project` … */
   label: string;
   /** What goes in, as people name it: packages with versions, wheels, the archive, files. */
@@ -131,6 +135,10 @@ export interface BuildPlan {
   lock: { path: string; checked: 'fresh' | 'frozen' };
   created: { seconds: number; iso: string; from: string };
   install: InstallOptions;
+  /** The project's source tree, copied into the working directory (apps that run from it). */
+  source?: SourceTreePlan;
+  /** The package indexes downloads use, and where each is declared (credentials are never part of a plan). */
+  indexes: { name?: string; url: string; from: string }[];
   platforms: PlatformPlan[];
   /** Annotations of the index, for a multi-platform build. */
   annotations: Record<string, string>;
@@ -180,7 +188,7 @@ export async function readPythonVersionFile(file: string): Promise<string | unde
  * names in the request), then the metadata reads (Debian index, pulled bases), then the pure
  * layout of every platform's image.
  */
-export async function planBuild(request: BuildRequest, locked: LockedProject, sources: PlanSources): Promise<BuildPlan> {
+export async function planBuild(request: BuildRequest, locked: LockedProject, sources: PlanSources, indexes: ProjectIndex[] = []): Promise<BuildPlan> {
   const { config } = request;
   const project = locked.project;
   const runtimeKind = config.runtime ?? 'standalone';
@@ -189,6 +197,7 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
   const install = installOptions(config, locked);
   const asked = await requestedPython(request, locked);
   const fallback = await defaultCommand(config, locked);
+  const source = await planSourceTree(project, config, { workdir: config.workdir ?? '/app', venvRoot, origin: request.origins.source });
 
   // 1. The runtime and Python version of every platform: nothing is downloaded for these.
   const table = runtimeKind === 'standalone' ? await sources.standaloneDownloads() : undefined;
@@ -301,7 +310,7 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
       install: installPlan,
       venvLayers,
       files,
-      layers: layerPlans(base, runtime, venvLayers, files),
+      layers: layerPlans(base, runtime, venvLayers, source, files),
       config: mergeContainerConfig(baseConfig, changes),
       changes,
       command,
@@ -315,6 +324,8 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
     lock: { path: locked.lock.path, checked: request.frozen ? 'frozen' : 'fresh' },
     created: { seconds: request.created.seconds, iso: request.created.iso, from: request.created.from },
     install,
+    source,
+    indexes: indexes.map((index) => ({ ...(index.name ? { name: index.name } : {}), url: redactUrl(index.url), from: index.from })),
     platforms,
     annotations: { [Annotation.created]: request.created.iso },
     outputs: request.outputs,
@@ -354,7 +365,7 @@ function debianBaseContainerConfig(plan: DebianBasePlan): ContainerConfig {
 }
 
 /** The ordered layers of one platform's image, for the plan and for comparing with what was built. */
-function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLayerPlan[], files: { src: string; dest: string }[]): LayerPlan[] {
+function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLayerPlan[], source: SourceTreePlan | undefined, files: { src: string; dest: string }[]): LayerPlan[] {
   const layers: LayerPlan[] = [];
   if (base.kind === 'pulled') {
     for (const layer of base.layers) layers.push({ role: 'base', label: 'base', inputs: [`${base.reference} ${layer.descriptor.digest}`], key: { blob: layer.descriptor.digest } });
@@ -376,6 +387,7 @@ function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLay
       key: layer.key ? { record: 'venv-layer', name: layer.key } : null,
     });
   }
+  if (source) layers.push({ role: 'source', label: 'source', inputs: [`${source.dir} -> ${source.dest}: ${source.files} files, ${formatBytes(source.bytes)} (${source.rules})`], key: null });
   if (files.length > 0) layers.push({ role: 'files', label: 'files', inputs: files.map((file) => `${file.src} -> ${file.dest}`), key: null });
   return layers;
 }
@@ -423,17 +435,4 @@ function imageChanges(config: ToolUvimage, fallback: string[], base: ContainerCo
   if (entrypoint) changes.Entrypoint = entrypoint;
   changes.Cmd = cmd;
   return changes;
-}
-
-/** A URL without its userinfo, for the plan and messages (a mirror's credentials are never printed). */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (!parsed.username && !parsed.password) return url;
-    parsed.username = '';
-    parsed.password = '';
-    return parsed.href;
-  } catch {
-    return url;
-  }
 }

@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import type { BlobStore } from '../oci/store.js';
@@ -88,13 +89,19 @@ export async function checkLockWithUv(root: PyProject, members: PyProject[], opt
 }
 
 async function askUv(root: PyProject, env: NodeJS.ProcessEnv, python: string | undefined): Promise<'fresh'> {
-  const args = ['lock', '--check', '--offline', '--quiet', '--no-progress', '--color', 'never'];
+  // --directory: uv works as if started in the workspace (its settings, its uv.toml); the process
+  // itself starts elsewhere, so a version manager's shim in front of uv does not pick a Python by
+  // the project's .python-version before uv even runs.
+  const args = ['lock', '--check', '--offline', '--quiet', '--no-progress', '--color', 'never', '--directory', root.dir];
   if (python) args.push('--python', python);
+  const lock = join(root.dir, 'uv.lock');
   try {
-    await runUv(args, { env, cwd: root.dir, why: 'checking uv.lock (uv lock --check)' });
+    await runUv(args, { env, cwd: tmpdir(), why: `checking ${lock} (uv lock --check)` });
   } catch (error) {
     if (!(error instanceof UvFailed)) throw error;
-    throw new UserError(`uv lock --check refuses ${join(root.dir, 'uv.lock')}: ${error.lastLines()}; run \`uv lock\`, or pass --frozen`);
+    const said = error.lastLines();
+    if (/needs to be updated|No solution found|Failed to (generate|parse)/.test(said)) throw new UserError(`uv lock --check refuses ${lock}: ${said}; run \`uv lock\`, or pass --frozen`);
+    throw new UserError(`uv lock --check of ${lock} failed: ${said}`);
   }
   return 'fresh';
 }

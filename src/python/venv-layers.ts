@@ -204,21 +204,30 @@ interface ReadyWheel {
   member: boolean;
 }
 
-export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayersOptions): Promise<VenvLayers> {
+/** The wheels of a venv, ready to install: locked ones known by digest (fetched on first use), the others built. */
+export interface PreparedWheels {
+  wheels: ReadyWheel[];
+  /** Removes what the builds left in temp directories; after the layers are written. */
+  close(): Promise<void>;
+}
+
+/**
+ * Step 1 of a venv: every wheel, ready. A wheel the lock gives a sha256 for is known by that
+ * digest without being fetched: a layer whose key matches is reused without reading (or
+ * downloading) any wheel. The others are fetched when a layer needs them, at most `concurrency`
+ * at once, each verified against the lock as it streams into the store (or rehashed there once).
+ * What has to be built (the project, members, sdists, git and path sources) is built now, so a
+ * package that cannot be built for the target fails before any layer is written.
+ */
+export async function prepareVenvWheels(plan: InstallPlan, options: BuildVenvLayersOptions): Promise<PreparedWheels> {
   const { store } = options;
-  const root = options.venvRoot ?? defaultVenvRoot;
-  const scheme = venvScheme(root, options.runtime.version);
-  const runtime: VenvRuntime = { interpreter: options.runtime.interpreter, home: options.runtime.home, version: options.runtime.version };
   const mtime = options.mtime ?? buildTimestamp().seconds;
   const env = options.env ?? process.env;
   const cleanups: (() => Promise<void>)[] = [];
-
+  const close = async (): Promise<void> => {
+    for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => undefined);
+  };
   try {
-    // 1. Wheels. A wheel the lock gives a sha256 for is known by that digest without being
-    // fetched: a layer whose key matches is reused without reading (or downloading) any wheel.
-    // The others are fetched when a layer needs them, at most `concurrency` at once, each
-    // verified against the lock as it streams into the store (or rehashed there once).
-    const layers = options.layers ?? planVenvLayers(plan, { ...options, bytecode: options.compiler });
     const remote = plan.packages.filter((pkg): pkg is WheelPackage => pkg.kind === 'wheel');
     const limit = semaphore(Math.max(1, options.concurrency ?? 8));
     const downloadOptions = { store, baseDir: options.projectDir, indexes: options.indexes, env, progress: options.progress };
@@ -241,7 +250,24 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     for (const pkg of venvPackages(plan)) {
       if (pkg.kind === 'build') wheels.push(await buildPackage(pkg, plan, options, mtime, cleanups));
     }
-    const byName = new Map(wheels.map((wheel) => [normalizeName(wheel.name), wheel]));
+    return { wheels, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** The venv's layers (step 2: each planned layer from its wheels), from wheels prepared before or now. */
+export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayersOptions & { prepared?: PreparedWheels }): Promise<VenvLayers> {
+  const { store } = options;
+  const root = options.venvRoot ?? defaultVenvRoot;
+  const scheme = venvScheme(root, options.runtime.version);
+  const runtime: VenvRuntime = { interpreter: options.runtime.interpreter, home: options.runtime.home, version: options.runtime.version };
+  const mtime = options.mtime ?? buildTimestamp().seconds;
+  const prepared = options.prepared ?? (await prepareVenvWheels(plan, options));
+  try {
+    const layers = options.layers ?? planVenvLayers(plan, { ...options, bytecode: options.compiler });
+    const byName = new Map(prepared.wheels.map((wheel) => [normalizeName(wheel.name), wheel]));
 
     // 2. Each planned layer, from its wheels.
     const reuse = options.reuse ?? true;
@@ -322,7 +348,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     if (!project || dependencies.length === 0) throw new Error('a venv plan has a dependencies layer and a project layer');
     return { dependencies, project, packages, reused, bytecode: bytecode !== undefined };
   } finally {
-    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+    if (!options.prepared) await prepared.close();
   }
 }
 
@@ -390,7 +416,7 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
       const fits = target.arch === hostArch() && wheelTags(built.filename).some((tag) => targetTags.has(tag));
       if (!fits) {
         throw new UserError(
-          `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} ${pkg.reason === 'no-binary' ? `is no-binary (built from source, its wheels unused) for ${describeTarget(target)}` : `has no wheel for ${describeTarget(target)}`}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}`,
+          `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} ${pkg.reason === 'no-binary' ? `is no-binary (built from source, its wheels unused) for ${describeTarget(target)}` : `has no wheel for ${describeTarget(target)}`}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}; ways out: build on a ${target.arch} machine, pin a version of ${pkg.name} with wheels for it, or leave that platform out`,
         );
       }
     }
