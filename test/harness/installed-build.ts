@@ -1,0 +1,71 @@
+/**
+ * uvimage as a user installs it (npm's global prefix, uv's tool directory, uvx): the example
+ * built by that installed program from a directory outside the repository, to an OCI layout,
+ * judged by skopeo and held to the digest the sources give for the same build.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, readdir, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cliEnv, uvimage } from './cli.js';
+import { check, run } from './docker.js';
+import { copyExample, sharedCliCache, standaloneEnv } from './project-build.js';
+import { standaloneMirror } from './standalone-python.js';
+
+/** The arguments every installed build uses: the example to an OCI layout, with the shared store. */
+function buildArgs(oci: string): string[] {
+  return ['build', '.', '-t', 'fastapi-hello:installed', '--oci', oci, '--cache-dir', sharedCliCache(), '--json'];
+}
+
+let fromSources: Promise<string> | undefined;
+
+/** The digest the sources (through tsx) give for the example, built once per test process. */
+export function sourcesDigest(workDir: string): Promise<string> {
+  fromSources ??= (async () => {
+    const project = await copyExample(join(workDir, 'from-sources'));
+    const env = standaloneEnv(await standaloneMirror());
+    const result = await uvimage([...buildArgs(join(workDir, 'from-sources-oci')).map((arg) => (arg === '.' ? project : arg))], env);
+    assert.equal(result.code, 0, result.stderr);
+    return (JSON.parse(result.stdout) as { digest: string }).digest;
+  })();
+  return fromSources;
+}
+
+/**
+ * Copies the example to `workDir/<name>` (outside the repository), runs `command … build .` in it
+ * with `env` over the test environment (PATH as given), and checks the OCI layout it wrote with
+ * skopeo and against the sources' digest. Returns the build's stderr (progress lines).
+ */
+export async function buildExampleInstalled(workDir: string, name: string, command: string[], env: NodeJS.ProcessEnv): Promise<{ stderr: string; digest: string }> {
+  const project = await copyExample(join(workDir, name));
+  const oci = join(workDir, `${name}-oci`);
+  await mkdir(workDir, { recursive: true });
+  const childEnv = cliEnv({ ...standaloneEnv(await standaloneMirror()), ...env });
+  const result = await run(command[0]!, [...command.slice(1), ...buildArgs(oci)], { cwd: project, env: childEnv });
+  assert.equal(result.code, 0, `${command.join(' ')} build failed (${result.code}):\n${result.stderr}`);
+  const { digest } = JSON.parse(result.stdout) as { digest: string };
+  const inspected = JSON.parse(await check('skopeo', ['inspect', `oci:${oci}:fastapi-hello:installed`])) as { Digest: string; Architecture: string };
+  assert.equal(inspected.Digest, digest, 'skopeo reads the layout and sees the digest uvimage reported');
+  assert.equal(digest, await sourcesDigest(workDir), 'the installed program builds the same image as the sources');
+  return { stderr: result.stderr, digest };
+}
+
+/**
+ * This process's PATH with none of `programs` on it: each directory that holds one is replaced by
+ * a directory (under `shadowRoot`) of symlinks to everything else in it, so /usr/bin without node
+ * still has tar, git and the rest.
+ */
+export async function pathWithout(programs: string[], shadowRoot: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const entries: string[] = [];
+  for (const [index, dir] of (env.PATH ?? '').split(':').filter(Boolean).entries()) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    if (!names.some((name) => programs.includes(name))) {
+      entries.push(dir);
+      continue;
+    }
+    const shadow = join(shadowRoot, `path-${index}`);
+    await mkdir(shadow, { recursive: true });
+    await Promise.all(names.filter((name) => !programs.includes(name)).map((name) => symlink(join(dir, name), join(shadow, name))));
+    entries.push(shadow);
+  }
+  return entries.join(':');
+}
