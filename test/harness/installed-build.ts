@@ -43,7 +43,7 @@ export async function buildExampleInstalled(workDir: string, name: string, comma
   const result = await run(command[0]!, [...command.slice(1), ...buildArgs(oci)], { cwd: project, env: childEnv });
   assert.equal(result.code, 0, `${command.join(' ')} build failed (${result.code}):\n${result.stderr}`);
   const { digest } = JSON.parse(result.stdout) as { digest: string };
-  const inspected = JSON.parse(await check('skopeo', ['inspect', `oci:${oci}:fastapi-hello:installed`])) as { Digest: string; Architecture: string };
+  const inspected = JSON.parse(await check('skopeo', ['inspect', `oci:${oci}:installed`])) as { Digest: string; Architecture: string };
   assert.equal(inspected.Digest, digest, 'skopeo reads the layout and sees the digest uvimage reported');
   assert.equal(digest, await sourcesDigest(workDir), 'the installed program builds the same image as the sources');
   return { stderr: result.stderr, digest };
