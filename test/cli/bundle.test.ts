@@ -6,13 +6,14 @@
  * Packages.xz — with no node_modules anywhere above the bundle, as the package installs none.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { cliEnv, uvimage } from '../harness/cli.js';
 import { check } from '../harness/docker.js';
+import { compileBundle } from '../harness/installed-build.js';
 import { fastapiHello, sharedCliCache } from '../harness/project-build.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -24,16 +25,7 @@ const ok = (command: string, args: string[]): Promise<string> => check(command, 
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'uvimage-bundle-'));
-  // tsc's output as in the repository: in an ES-module package (esbuild gives CommonJS modules'
-  // default imports Node's meaning there), beside node_modules, where esbuild resolves the
-  // dependencies; the bundle written apart from both, so it runs with no node_modules to fall back on.
-  const compiled = join(work, 'compiled');
-  await mkdir(compiled);
-  await writeFile(join(compiled, 'package.json'), '{ "type": "module" }\n');
-  await symlink(join(repo, 'node_modules'), join(compiled, 'node_modules'));
-  await ok(join(repo, 'node_modules', '.bin', 'tsc'), ['-p', join(repo, 'tsconfig.json'), '--outDir', join(compiled, 'dist')]);
-  await ok(process.execPath, [join(repo, 'scripts', 'bundle.mjs'), join(compiled, 'dist'), join(work, 'bundle')]);
-  bin = join(work, 'bundle', 'uvimage.js');
+  bin = join(await compileBundle(work), 'uvimage.js');
 });
 
 after(async () => {

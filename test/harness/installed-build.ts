@@ -4,12 +4,33 @@
  * judged by skopeo and held to the digest the sources give for the same build.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, symlink } from 'node:fs/promises';
+import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { cliEnv, uvimage } from './cli.js';
 import { check, run } from './docker.js';
 import { copyExample, sharedCliCache, standaloneEnv } from './project-build.js';
 import { standaloneMirror } from './standalone-python.js';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * `npm run build` into `workDir` instead of dist/: tsc's output as in the repository (an ES-module
+ * package, where esbuild gives CommonJS modules' default imports Node's meaning, beside
+ * node_modules, where esbuild resolves the dependencies), bundled by scripts/bundle.mjs to
+ * `workDir/bundle`, apart from both, so it runs with no node_modules to fall back on. Returns
+ * the bundle's directory.
+ */
+export async function compileBundle(workDir: string): Promise<string> {
+  const compiled = join(workDir, 'compiled');
+  await mkdir(compiled, { recursive: true });
+  await writeFile(join(compiled, 'package.json'), '{ "type": "module" }\n');
+  await symlink(join(repo, 'node_modules'), join(compiled, 'node_modules'));
+  const env = cliEnv();
+  await check(join(repo, 'node_modules', '.bin', 'tsc'), ['-p', join(repo, 'tsconfig.json'), '--outDir', join(compiled, 'dist')], { env });
+  await check(process.execPath, [join(repo, 'scripts', 'bundle.mjs'), join(compiled, 'dist'), join(workDir, 'bundle')], { env });
+  return join(workDir, 'bundle');
+}
 
 /** The arguments every installed build uses: the example to an OCI layout, with the shared store. */
 function buildArgs(oci: string): string[] {
