@@ -7,6 +7,7 @@ import { baseCommandDefinition } from './commands/base.js';
 import { buildCommandDefinition } from './commands/build.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
 import { configSchemaCommandDefinition } from './commands/config-schema.js';
+import { initCommandDefinition } from './commands/init.js';
 import { planCommandDefinition } from './commands/plan.js';
 
 export function createProgram(): Command {
@@ -15,7 +16,7 @@ export function createProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition()]) {
+  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), initCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;
