@@ -22,6 +22,7 @@ import { debianSourceFrom, fetchDeb, loadPackageIndex, packageIndexIdentity } fr
 import type { Digest } from '../src/oci/digest.js';
 import { BlobStore } from '../src/oci/store.js';
 import { testCacheDir } from '../test/harness/cache.js';
+import { check } from '../test/harness/docker.js';
 import { spread, stats } from './recipe/measure.js';
 import type { XzChildResult } from './xz-child.js';
 
@@ -144,20 +145,10 @@ function extractArMember(deb: string, member: string, out: string): Promise<void
   }).finally(() => closeSync(fd));
 }
 
-function runChild(decoder: string, file: string): Promise<XzChildResult> {
+async function runChild(decoder: string, file: string): Promise<XzChildResult> {
   const script = fileURLToPath(new URL('./xz-child.ts', import.meta.url));
-  const cwd = fileURLToPath(new URL('..', import.meta.url));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, decoder, file], { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (data: string) => (out += data));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`xz-child ${decoder} ${file} exited with ${code}`));
-      resolve(JSON.parse(out.trim().split('\n').pop()!) as XzChildResult);
-    });
-  });
+  const stdout = await check(process.execPath, ['--import', 'tsx', script, decoder, file], { cwd: fileURLToPath(new URL('..', import.meta.url)) });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as XzChildResult;
 }
 
 async function timeXzTool(file: string): Promise<number> {
