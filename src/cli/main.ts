@@ -8,6 +8,7 @@ import { buildCommandDefinition } from './commands/build.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
 import { configSchemaCommandDefinition } from './commands/config-schema.js';
 import { diffCommandDefinition } from './commands/diff.js';
+import { initCommandDefinition } from './commands/init.js';
 import { inspectCommandDefinition } from './commands/inspect.js';
 import { planCommandDefinition } from './commands/plan.js';
 
@@ -17,7 +18,7 @@ export function createProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
+  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), initCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

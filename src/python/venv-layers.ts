@@ -32,6 +32,7 @@ import type { UvLock } from './lock.js';
 import { normalizeName } from './markers.js';
 import { compatibleTags, wheelTags } from './tags.js';
 import { describeTarget } from './target.js';
+import { locateUv } from './uv.js';
 import { defaultVenvRoot, venvScheme, venvSkeletonEntries, type VenvRuntime } from './venv.js';
 import { installWheel, type InstalledWheel } from './wheel-installer.js';
 
@@ -61,7 +62,7 @@ export interface BuildVenvLayersOptions {
   ownLayer?: { minBytes?: number; packages?: string[] };
   /** Downloads at once; default 8. */
   concurrency?: number;
-  /** The uv executable for builds; default uvExecutable(env): $UV, else 'uv' on PATH. */
+  /** The uv executable for builds; default locateUv: $UV, else `uv` on PATH, else the pinned uv fetched into the store. */
   uv?: string;
   /** The interpreter `uv build` builds with (`--python`); default the runtime's minor version, found by uv. */
   buildPython?: string;
@@ -409,7 +410,8 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
   /** `uv build --wheel` of a source tree or sdist; the wheel must fit the target; kept in the store. */
   const buildFrom = async (source: string): Promise<StoredWheel> => {
     options.progress?.info?.(`building ${pkg.name} with uv build --wheel`);
-    const built = await buildWheel(source, { uv: options.uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
+    const uv = options.uv ?? (await locateUv({ env: options.env, store, progress: options.progress }));
+    const built = await buildWheel(source, { uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
     cleanups.push(built.cleanup);
     if (!isPureWheel(built.filename)) {
       const targetTags = new Set(compatibleTags(target));
