@@ -227,9 +227,9 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
     }
   }
 
-  // 3. The lock, as uv judges it; then what the request asks of it.
-  await sources.checkLock(locked, { frozen: request.frozen, python: interpreters.get(chosen[0]!.minor)?.interpreter });
+  // 3. The lock, as uv judges it (with the Python chosen, which the lock must allow); then what the request asks of it.
   for (const { download } of chosen) if (download) checkLockAllowsPython(locked.lock, download.version);
+  await sources.checkLock(locked, { frozen: request.frozen, python: interpreters.get(chosen[0]!.minor)?.interpreter });
   checkInstallOptions(project, locked.lock, install);
   const lockNames = new Set(locked.lock.packages.map((pkg) => normalizeName(pkg.name)));
   for (const name of config['separate-layers'] ?? []) {

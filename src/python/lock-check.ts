@@ -100,7 +100,7 @@ async function askUv(root: PyProject, env: NodeJS.ProcessEnv, uv: string, python
   if (python) args.push('--python', python);
   const lock = join(root.dir, 'uv.lock');
   try {
-    await runUv(args, { env, uv, cwd: tmpdir(), why: `checking ${lock} (uv lock --check)` });
+    await runUv(args, { env, uv, cwd: tmpdir(), why: `checking ${lock}` });
   } catch (error) {
     if (!(error instanceof UvFailed)) throw error;
     const said = error.lastLines();

@@ -223,7 +223,7 @@ export function runUv(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: 
     execFile(uv, args, { env, cwd: options.cwd, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (!error) return resolve({ stdout: String(stdout), stderr: String(stderr) });
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        return reject(new UserError(`${options.why} needs uv; ${uv === 'uv' ? 'there is none on PATH' : `${uv} (from $UV) was not found`}`));
+        return reject(new UserError(`${options.why} needs uv (uv ${args.slice(0, 2).join(' ')}); ${uv === 'uv' ? 'there is none on PATH' : `${uv} (from $UV) was not found`}`));
       }
       reject(new UvFailed(String(stderr), error.message));
     });
