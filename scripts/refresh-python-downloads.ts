@@ -1,5 +1,5 @@
 /**
- * Regenerates src/python/standalone-downloads.ts, the pinned table of python-build-standalone
+ * Regenerates src/runtime/standalone-downloads.ts, the pinned table of python-build-standalone
  * downloads (version, build, asset, sha256) that uvimage verifies runtime archives against.
  *
  *   npx tsx scripts/refresh-python-downloads.ts [download-metadata.json path or URL]
@@ -9,10 +9,10 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { standaloneDownloadsFromUvMetadata } from '../src/python/standalone.js';
+import { standaloneDownloadsFromUvMetadata } from '../src/runtime/standalone.js';
 
 const defaultSource = 'https://raw.githubusercontent.com/astral-sh/uv/main/crates/uv-python/download-metadata.json';
-const target = fileURLToPath(new URL('../src/python/standalone-downloads.ts', import.meta.url));
+const target = fileURLToPath(new URL('../src/runtime/standalone-downloads.ts', import.meta.url));
 
 const source = process.argv[2] ?? defaultSource;
 const text = /^https?:/.test(source) ? await (await fetch(source)).text() : await readFile(source, 'utf8');

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { UserError } from '../errors.js';
-import { flavourNames } from '../debian/flavours.js';
+import { flavourNames } from '../base/flavours.js';
 import { debianSuiteNames, type DebianSuite } from '../facts/debian-suites.js';
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { createGunzip } from 'node:zlib';
 import { UserError } from '../errors.js';
-import { resolveBasePackages, type BytecodeInterpreter } from '../debian/build-base.js';
+import { resolveBasePackages, type BytecodeInterpreter } from '../base/build.js';
 import type { Layer } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/sink.js';
@@ -16,7 +16,7 @@ import { readTar } from '../oci/tar-reader.js';
 import type { Progress } from '../progress.js';
 import type { HostPycCompiler } from '../python/bytecode.js';
 import { checkLockWithUv, checkRequiredUv, requiresUvVersion, uvVersion } from '../python/lock-check.js';
-import { loadStandaloneDownloads, standaloneUrl } from '../python/standalone.js';
+import { loadStandaloneDownloads, standaloneUrl } from '../runtime/standalone.js';
 import { locateUv } from '../python/uv.js';
 import { openBytecodeCompiler } from '../python/venv-layers.js';
 import type { RegistryClient } from '../registry/client.js';

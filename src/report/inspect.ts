@@ -10,7 +10,7 @@ import { formatBytes, type Progress } from '../progress.js';
 import type { Digest } from '../oci/digest.js';
 import type { ImageConfig } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';
-import type { TrimmedGroup } from '../python/standalone.js';
+import type { TrimmedGroup } from '../runtime/standalone.js';
 import { Annotation } from '../oci/image.js';
 import { mergeLayers, readLayerContents, type LayerContents, type MergedImage } from './contents.js';
 import type { Compression, SourceImage } from './image-source.js';

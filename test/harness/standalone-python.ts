@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chooseStandaloneDownload, loadStandaloneDownloads, standaloneUrl, type StandaloneDownload } from '../../src/python/standalone.js';
+import { chooseStandaloneDownload, loadStandaloneDownloads, standaloneUrl, type StandaloneDownload } from '../../src/runtime/standalone.js';
 import { testCacheDir } from './cache.js';
 import { exists } from './project-build.js';
 

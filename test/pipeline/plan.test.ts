@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { resolveBuildRequest, type BuildFlags } from '../../src/config/request.js';
-import type { PlannedDeb, ResolvedBasePackages } from '../../src/debian/build-base.js';
-import { flavourPackages } from '../../src/debian/flavours.js';
+import type { PlannedDeb, ResolvedBasePackages } from '../../src/base/build.js';
+import { flavourPackages } from '../../src/base/flavours.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { planBuild, type BuildPlan, type PlanSources, type PulledBase } from '../../src/pipeline/plan.js';
 import { loadLockedProject } from '../../src/python/locked-project.js';
-import type { StandaloneDownload } from '../../src/python/standalone.js';
+import type { StandaloneDownload } from '../../src/runtime/standalone.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/python/', import.meta.url));
 

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { debianSuiteNames } from '../../facts/debian-suites.js';
-import { flavourNames } from '../../debian/flavours.js';
+import { flavourNames } from '../../base/flavours.js';
 import { resolveBuildRequest, type BuildFlags } from '../../config/request.js';
 import { executePlan, type PlatformReport } from '../../pipeline/execute.js';
 import { planBuild, type BuildPlan, type PlatformPlan } from '../../pipeline/plan.js';

@@ -1,5 +1,5 @@
 /**
- * Distroless bases assembled from Debian packages: the flavour's packages (src/debian/flavours.ts)
+ * Distroless bases assembled from Debian packages: the flavour's packages (src/base/flavours.ts)
  * read straight from their verified .debs in the store (src/debian/deb.ts) into a few
  * deterministic layers, with the files distroless adds and a dpkg status.d entry per package.
  * No maintainer script runs: what the scripts would do that an image needs (the CA bundle,
@@ -21,7 +21,7 @@ import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-write
 import { ociPlatform } from '../oci/platform.js';
 import { BlobStore } from '../oci/store.js';
 import type { Progress } from '../progress.js';
-import { debLayerEntries, readDeb, type OpenedDeb } from './deb.js';
+import { debLayerEntries, readDeb, type OpenedDeb } from '../debian/deb.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import {

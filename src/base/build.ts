@@ -10,14 +10,14 @@ import type { Digest } from '../oci/digest.js';
 import { Annotation, assembleIndex, buildTimestamp, type Artifact, type ConfigChanges, type Image, type MediaTypeFlavour } from '../oci/image.js';
 import type { BlobStore } from '../oci/store.js';
 import { openPycCompiler, type HostPycCompiler } from '../python/bytecode.js';
-import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers, type BaseLayerPlan, type DebInput, type Layering, type PackagesLayer } from './base-image.js';
+import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers, type BaseLayerPlan, type DebInput, type Layering, type PackagesLayer } from './image.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import { flavourPackages, isFlavour, type FlavourName } from './flavours.js';
-import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './archive/index.js';
-import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock, type DebianLock } from './lock.js';
-import { resolvePackages } from './resolver.js';
-import { pythonPackageFor, pythonRuntimeLayerKey, runtimeExcludes, writePythonRuntimeLayer } from './runtime.js';
+import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from '../debian/archive/index.js';
+import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock, type DebianLock } from '../debian/lock.js';
+import { resolvePackages } from '../debian/resolver.js';
+import { pythonPackageFor, pythonRuntimeLayerKey, runtimeExcludes, writePythonRuntimeLayer } from '../runtime/debian.js';
 
 /** The bases `uvimage base` builds: distroless' four flavours, and Debian's CPython on cc. */
 export const baseNames = ['static', 'base-nossl', 'base', 'cc', 'python3'] as const;

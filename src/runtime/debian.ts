@@ -15,11 +15,11 @@ import type { LayerEntry } from '../oci/layer-entry.js';
 import { BlobStore } from '../oci/store.js';
 import type { Progress } from '../progress.js';
 import { openPycCompiler, pycPathFor, type HostPycCompiler } from '../python/bytecode.js';
-import { packagesLayerKey, writePackagesLayer, type DebInput, type PackagesLayer } from './base-image.js';
-import type { DebFile, OpenedDeb } from './deb.js';
+import { packagesLayerKey, writePackagesLayer, type DebInput, type PackagesLayer } from '../base/image.js';
+import type { DebFile, OpenedDeb } from '../debian/deb.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
-import { keepPackageFile } from './flavours.js';
+import { keepPackageFile } from '../base/flavours.js';
 
 /** The Debian package that is the interpreter of a suite ('python3.13'). */
 export function pythonPackageFor(suite: DebianSuite): string {
