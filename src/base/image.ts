@@ -205,6 +205,8 @@ export function planBaseLayers(options: {
   suite: DebianSuite;
   arch: Architecture;
   packages: Map<string, DebInput>;
+  /** Extra packages (debian-packages and their closure): one layer of their own, above the flavour's. */
+  extra?: DebInput[];
   mtime: number;
   layering?: Layering;
   layerCache?: boolean;
@@ -225,6 +227,7 @@ export function planBaseLayers(options: {
       if (members.length > 0) groups.push({ group, packages: members });
     }
   }
+  if (options.extra?.length) groups.push({ group: 'extra', packages: options.extra });
   return groups.map(({ group, packages: members }, index) => {
     const mergedUsrLinks = index === 0 && debianSuites[suite].mergedUsr;
     const holdsCerts = members.some((pkg) => pkg.name === 'ca-certificates');

@@ -36,6 +36,9 @@ export interface BuildFlags {
   package?: string[];
   allPackages?: boolean;
   sourceTree?: boolean;
+  debianPackage?: string[];
+  allowMissing?: string[];
+  strip?: boolean;
   frozen?: boolean;
   entrypoint?: string;
   cmd?: string;
@@ -112,6 +115,9 @@ const flagKeys: { flag: string; key: keyof ToolUvimage; read: (flags: BuildFlags
   { flag: '--package', key: 'package', read: (flags) => (flags.package?.length ? flags.package : undefined) },
   { flag: '--all-packages', key: 'all-packages', read: (flags) => (flags.allPackages ? true : undefined) },
   { flag: '--source-tree', key: 'source', read: (flags) => flags.sourceTree },
+  { flag: '--debian-package', key: 'debian-packages', read: (flags) => (flags.debianPackage?.length ? flags.debianPackage : undefined) },
+  { flag: '--allow-missing', key: 'allow-missing', read: (flags) => (flags.allowMissing?.length ? flags.allowMissing : undefined) },
+  { flag: '--no-strip', key: 'strip', read: (flags) => (flags.strip === false ? false : undefined) },
 ];
 
 /** Flags whose KEY=VALUE entries are added to a table key's (the flag's entries win). */
@@ -177,7 +183,7 @@ export async function resolveBuildRequest(directory: string, flags: BuildFlags, 
     if (config[a] !== undefined && config[b] !== undefined) throw new UserError(`${where(a)} and ${where(b)} cannot be combined: ${why}`);
   };
   if (config.runtime === 'debian') conflict('runtime', 'base', 'runtime "debian" brings its own Debian base (use runtime "standalone" with base)');
-  for (const key of ['flavour', 'debian-suite', 'debian-mirror', 'debian-lock'] as const) {
+  for (const key of ['flavour', 'debian-suite', 'debian-mirror', 'debian-lock', 'debian-packages'] as const) {
     conflict(key, 'base', `${key} shapes the Debian base uvimage assembles, and base replaces it`);
   }
   if (config['base-glibc'] !== undefined && config.base === undefined) {

@@ -51,6 +51,12 @@ export const toolUvimageSchema = z
       .optional()
       .describe('workspace member(s) to install, as `uv sync --package`: a virtual workspace root builds one of its members'),
     'all-packages': z.boolean().optional().describe('install every workspace member, as `uv sync --all-packages`'),
+    'debian-packages': z
+      .array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name like libgl1'))
+      .optional()
+      .describe("Debian packages to add to uvimage's base (with their dependencies), in a layer of their own: what the image's ELF files need that the flavour lacks"),
+    'allow-missing': z.array(z.string().min(1)).optional().describe('shared libraries (sonames) the image may lack: ones only loaded optionally'),
+    strip: z.boolean().optional().describe("strip debug information from the wheels' ELF files (default true)"),
     source: z
       .boolean()
       .optional()

@@ -6,6 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { resolve } from 'node:path';
 import { UserError } from '../errors.js';
@@ -35,6 +36,7 @@ import { fetchStandalone, writeStandaloneLayer, type TrimmedGroup } from '../run
 import { buildVenvLayers, prepareVenvWheels, type BuildVenvLayersOptions, type PreparedWheels } from '../python/venv-layers.js';
 import type { BuildPlan, PlatformPlan } from './plan.js';
 import { venvRoot } from './plan.js';
+import { checkClosure, closureError, type ClosureReport } from './closure.js';
 import { sourceTreeEntries } from './source-tree.js';
 import type { BytecodeCompilers, PipelineContext } from './sources.js';
 
@@ -53,6 +55,8 @@ export interface PlatformReport {
   debs: { name: string; version: string; digest: Digest }[];
   /** The runtime settings of the image config written. */
   config: ContainerConfig;
+  /** What the closure check found: every ELF file's libraries in the image (misses accepted by allow-missing listed). */
+  closure: ClosureReport;
 }
 
 export interface ExecutedBuild {
@@ -83,6 +87,11 @@ export async function executePlan(plan: BuildPlan, context: ExecuteContext): Pro
       const { image, report } = await executePlatform(plan, platformPlan, prepared[index]!, context);
       images.push(image);
       reports.push(report);
+    }
+    // Every image's ELF files have their libraries inside it, or nothing is written.
+    if (reports.some((report) => report.closure.missing.length > 0)) {
+      const suites = plan.platforms.map((platform) => (platform.base.kind === 'debian' ? platform.base.plan.suite : undefined));
+      throw closureError(reports.map((report) => report.closure), suites.find(Boolean));
     }
     return await assembleArtifact(plan, images, reports, context);
   } finally {
@@ -117,6 +126,7 @@ async function venvOptions(plan: BuildPlan, p: PlatformPlan, context: ExecuteCon
     // The CPython that compiles bytecode is of the runtime's minor version: uv builds with it too.
     buildPython: compiler?.interpreter,
     layers: p.venvLayers,
+    strip: plan.strip,
     // uv records the build machine's path; the image records where the project lives in it, so
     // the same project gives the same bytes on every machine.
     directUrlFor: (dir) => `file:///app${dir === workspaceRoot ? '' : `/${dir.slice(workspaceRoot.length + 1)}`}`,
@@ -199,6 +209,26 @@ async function executePlatform(
   const image = assembleImage({ platform, config: imageConfig, layers, annotations, flavour: plan.outputs.mediaTypes });
   await store.putBytes(image.config.bytes);
   await store.putBytes(image.manifest.bytes);
+  const runtimeRoot = runtime.kind === 'standalone' ? runtime.root : '/usr/lib';
+  const closure = await checkClosure(layers, {
+    arch: p.target.arch,
+    platform: p.platform,
+    suite: p.base.kind === 'debian' ? p.base.plan.suite : undefined,
+    mirror: p.base.kind === 'debian' ? p.base.mirror : undefined,
+    allowMissing: plan.allowMissing,
+    pythonInterpreters: [
+      { root: venvRoot, interpreter: `${venvRoot}/bin/python` },
+      { root: runtimeRoot, interpreter: runtime.interpreter },
+    ],
+    stdlibModules: new RegExp(`^${runtimeRoot}/(lib/)?python3\\.\\d+/lib-dynload/`),
+    workdir: imageConfig.config?.WorkingDir ?? '/',
+    store,
+    blobs: context.blobs,
+    env,
+  });
+  for (const finding of closure.unloadableModules) {
+    progress.info(`warning: ${p.platform}: the runtime's ${finding.neededBy.map((needer) => posix.basename(needer.chain[0] ?? needer.file)).join(', ')} cannot load: ${finding.soname} is not in the image`);
+  }
   return {
     image,
     report: {
@@ -212,6 +242,7 @@ async function executePlatform(
       wheels: venvLayers.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, filename: pkg.filename, layer: pkg.layer })),
       debs,
       config: imageConfig.config ?? {},
+      closure,
     },
   };
 }

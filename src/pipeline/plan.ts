@@ -46,7 +46,7 @@ export interface PlanSources {
   /** The CPython on this machine that compiles bytecode for a minor version, if there is one. */
   bytecodeInterpreter(minor: string): Promise<BytecodeInterpreter | undefined>;
   /** The packages of a uvimage Debian base, from the signed index or the Debian lock. */
-  debianBasePackages(request: { base: BaseName; suite: DebianSuite; arch: Architecture; mirror?: string; lockPath?: string }): Promise<ResolvedBasePackages>;
+  debianBasePackages(request: { base: BaseName; suite: DebianSuite; arch: Architecture; mirror?: string; lockPath?: string; extraPackages?: string[] }): Promise<ResolvedBasePackages>;
   /** A base from a registry for one platform: its manifest digest, config and layers (not their bytes). */
   pulledBase(reference: string, platform: Platform): Promise<PulledBase>;
   /** The glibc of a pulled base, from its dpkg database. */
@@ -68,7 +68,7 @@ export interface PulledBase {
 }
 
 export type BasePlan =
-  | { kind: 'debian'; name: string; plan: DebianBasePlan }
+  | { kind: 'debian'; name: string; plan: DebianBasePlan; mirror?: string }
   | { kind: 'pulled'; name: string; reference: string; manifestDigest: Digest; config: ImageConfig; layers: Layer[] };
 
 export type RuntimePlan =
@@ -137,6 +137,10 @@ export interface BuildPlan {
   install: InstallOptions;
   /** The project's source tree, copied into the working directory (apps that run from it). */
   source?: SourceTreePlan;
+  /** Whether debug information is stripped from the wheels' ELF files (part of every venv layer's key). */
+  strip: boolean;
+  /** Sonames the closure check accepts missing (allow-missing). */
+  allowMissing: string[];
   /** The package indexes downloads use, and where each is declared (credentials are never part of a plan). */
   indexes: { name?: string; url: string; from: string }[];
   platforms: PlatformPlan[];
@@ -283,6 +287,7 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
       ownLayer: config['separate-layers'] ? { packages: config['separate-layers'] } : undefined,
       projectDir: project.dir,
       bytecode: bytecode ?? undefined,
+      strip: config.strip ?? true,
     });
 
     const baseConfig = base.kind === 'pulled' ? (base.config.config ?? {}) : debianBaseContainerConfig(base.plan);
@@ -325,6 +330,8 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
     created: { seconds: request.created.seconds, iso: request.created.iso, from: request.created.from },
     install,
     source,
+    strip: config.strip ?? true,
+    allowMissing: config['allow-missing'] ?? [],
     indexes: indexes.map((index) => ({ ...(index.name ? { name: index.name } : {}), url: redactUrl(index.url), from: index.from })),
     platforms,
     annotations: { [Annotation.created]: request.created.iso },
@@ -353,9 +360,9 @@ async function planBase(
   }
   const base: BaseName = runtimeKind === 'debian' ? 'python3' : config.flavour ?? 'cc';
   const lockPath = lockPathFor(config['debian-lock'] && join(request.pyproject.dir, config['debian-lock']), arch);
-  const resolved = await sources.debianBasePackages({ base, suite, arch, mirror: config['debian-mirror'], lockPath });
+  const resolved = await sources.debianBasePackages({ base, suite, arch, mirror: config['debian-mirror'], lockPath, extraPackages: config['debian-packages'] });
   const plan = planDebianBaseFrom(resolved, { base, suite, arch, mtime: request.created.seconds, bytecode: bytecode ?? undefined });
-  return { kind: 'debian', name: `uvimage ${runtimeKind === 'debian' ? 'cc + python3' : base} (Debian ${suite})`, plan };
+  return { kind: 'debian', name: `uvimage ${runtimeKind === 'debian' ? 'cc + python3' : base} (Debian ${suite})`, plan, mirror: config['debian-mirror'] };
 }
 
 /** The container config of a uvimage Debian base as the app sees it: the base's own entrypoint (python3's) is not the app's. */

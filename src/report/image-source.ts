@@ -299,7 +299,7 @@ function sniffCompression(head: Buffer): Compression {
   return 'none';
 }
 
-async function* verifiedTar(
+export async function* verifiedTar(
   open: () => Promise<Readable>,
   expected: { mediaType?: string; digest?: Digest; size: number; diffId: Digest },
   what: string,

@@ -50,7 +50,7 @@ export interface PythonRuntimeLayerOptions {
 
 /** The pycs depend on the compiling interpreter's exact version as well as on the sources. */
 function runtimeCacheKey(compiler: { version: string; cacheTag: string }): unknown {
-  return { kind: 'python-runtime', compiler: compiler.version, cacheTag: compiler.cacheTag };
+  return { kind: 'python-runtime', format: 2, compiler: compiler.version, cacheTag: compiler.cacheTag };
 }
 
 /** The record name of the runtime layer of these packages, compiled by this interpreter. */
@@ -87,7 +87,11 @@ export async function writePythonRuntimeLayer(options: PythonRuntimeLayerOptions
       progress: options.progress,
       cacheKey: options.layerCache === false ? undefined : runtimeCacheKey(compiler),
       plannedKey: options.plannedKey,
-      extra: [{ type: 'symlink', path: 'usr/bin/python3', target: `python${minor}` }],
+      // As distroless' python3 image has them: python3 the interpreter, python beside it.
+      extra: [
+        { type: 'symlink', path: 'usr/bin/python3', target: `python${minor}` },
+        { type: 'symlink', path: 'usr/bin/python', target: 'python3' },
+      ],
       keep: (path) => keepPackageFile(path) && !isCruft(path),
       derive: async (debs) => {
         const entries = await compileStandardLibrary(debs, compiler, spoolPath, minor, options.progress);

@@ -27,7 +27,8 @@ export interface StandaloneMirror {
 
 /** The stand-in for `version` (made on first use, then reused from the test cache). */
 export async function standaloneMirror(version = '3.12.1'): Promise<StandaloneMirror> {
-  const dir = join(testCacheDir(), 'standalone-python', version);
+  // The suffix changes whenever scripts/make-standalone-python makes something else (2: without nis).
+  const dir = join(testCacheDir(), 'standalone-python', `${version}-2`);
   const metadataPath = join(dir, 'download-metadata.json');
   if (!(await exists(metadataPath))) {
     const result = spawnSync(script, [version, dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

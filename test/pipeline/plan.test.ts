@@ -54,7 +54,7 @@ function plainSources(calls: string[] = []): PlanSources {
     debianBasePackages: async (request) => {
       calls.push(`debian ${request.base} ${request.suite} ${request.arch}`);
       const flavour = request.base === 'python3' ? 'cc' : request.base;
-      const resolved: ResolvedBasePackages = { base: flavourPackages(flavour, request.suite).map((name) => deb(name, '1.0-1', request.arch)), runtime: [] };
+      const resolved: ResolvedBasePackages = { base: flavourPackages(flavour, request.suite).map((name) => deb(name, '1.0-1', request.arch)), runtime: [], extra: [] };
       if (request.base === 'python3') resolved.runtime = [deb('python3.13', '3.13.5-2', request.arch), deb('libpython3.13-stdlib', '3.13.5-2', request.arch), deb('libexpat1', '2.7.1-2', request.arch)];
       return resolved;
     },

@@ -37,6 +37,9 @@ export function addBuildOptions(command: Command): Command {
     .option('--all-packages', 'every workspace member, as uv sync --all-packages')
     .option('--source-tree', "copy the project's source tree into the working directory (default: when uv does not install the project)")
     .option('--no-source-tree', 'do not copy the source tree')
+    .option('--debian-package <name>', "a Debian package to add to uvimage's base, with its dependencies (repeatable)", collect, [])
+    .option('--allow-missing <soname>', 'a shared library the image may lack, e.g. one only loaded optionally (repeatable)', collect, [])
+    .option('--no-strip', "keep debug information in the wheels' ELF files")
     .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml');
   return addOutputOptions(
     addImageConfigOptions(command, {
@@ -79,6 +82,8 @@ function describeLayers(report: PlatformReport, plan: PlatformPlan, source: Sour
     `  ${report.platform}: Python ${report.python} (${report.runtime}) on ${report.base}, ${report.packages} packages`,
     `    runs ${JSON.stringify(plan.command.words)}: ${plan.command.from}`,
   ];
+  const closure = report.closure;
+  lines.push(`    closure: ${closure.elfFiles} ELF files, every library they need is in the image${closure.allowed.length ? ` (allowed missing: ${closure.allowed.map((finding) => finding.soname).join(', ')})` : ''}${closure.unloadableModules.length ? `; stdlib modules that cannot load: ${closure.unloadableModules.map((finding) => finding.soname).join(', ')}` : ''}`);
   if (source) lines.push(`    source tree ${source.dir} -> ${source.dest}: ${source.files} files, ${formatBytes(source.bytes)} (${source.why})`);
   for (const layer of report.layers) lines.push(`    ${layer.role.padEnd(24)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest.slice(0, 19)}`);
   const trimmed = report.trimmed?.reduce((sum, group) => sum + group.bytes, 0) ?? 0;
