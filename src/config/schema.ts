@@ -51,6 +51,7 @@ export const toolUvimageSchema = z
       .optional()
       .describe('workspace member(s) to install, as `uv sync --package`: a virtual workspace root builds one of its members'),
     'all-packages': z.boolean().optional().describe('install every workspace member, as `uv sync --all-packages`'),
+    sbom: z.boolean().optional().describe('attach CycloneDX and SPDX SBOMs to every pushed image and OCI layout as OCI referrers (default false; --sbom DIR also writes them to DIR)'),
   })
   .describe('uvimage settings ([tool.uvimage] in pyproject.toml)');
 
