@@ -109,8 +109,6 @@ export interface SbomBuild {
   debianVersion?: string;
 }
 
-const debPathPattern = /^var\/lib\/dpkg\/status\.d\/([^/]+)$/;
-
 /** The files an SBOM reads beyond the owners' metadata: copyright files and the OS release. */
 export function isSbomMetadata(path: string): boolean {
   return /^usr\/share\/doc\/[^/]+\/copyright$/.test(path) || path === 'etc/os-release' || path === 'usr/lib/os-release';
@@ -383,9 +381,4 @@ export function imagePurl(image: SbomModel['image']): string {
   if (image.repository) qualifiers.repository_url = image.repository;
   const name = (image.repository ?? image.name).split('/').pop()!.toLowerCase();
   return new PackageURL('oci', null, name, image.manifest.digest, qualifiers, null).toString();
-}
-
-/** `debPathPattern` is the path of a status.d record; exported for tests that count the image's. */
-export function isDpkgStatusRecord(path: string): boolean {
-  return debPathPattern.test(path) && !path.endsWith('.md5sums');
 }
