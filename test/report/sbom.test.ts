@@ -7,9 +7,10 @@
  * the runtime tree, os-release) read from real layers through src/report.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { resolveBuildRequest } from '../../src/config/request.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { createBlobSource } from '../../src/oci/blobs.js';
 import { writeLayer } from '../../src/oci/layer-writer.js';
@@ -22,6 +23,7 @@ import { renderCycloneDx } from '../../src/report/sbom-cyclonedx.js';
 import { debianCopyrightLicenses, debianLicense, pythonMetadataLicenses } from '../../src/report/sbom-licenses.js';
 import { renderSpdx } from '../../src/report/sbom-spdx.js';
 import { cycloneDxProblems, spdxProblems } from '../harness/sbom-tools.js';
+import { copyExample } from '../harness/project-build.js';
 import { makeImage, tempDir, tempStore, type TempStore } from '../registry/helpers.js';
 
 const digest = (char: string) => `sha256:${char.repeat(64)}` as Digest;
@@ -228,4 +230,16 @@ test('what the image says, read from real layers: status.d with the source packa
   assert.deepEqual(read.layers.map((layer) => [layer.digest, layer.role]), built.layers.map((layer, index) => [layer.descriptor.digest, ['base', 'runtime', 'dependencies'][index]]));
   const model = collectSbom(image, { ...build(), debs: [] }, read);
   assert.deepEqual(model.components.find((component) => component.name === 'libgcc-s1')!.licenses, [{ expression: 'GPL-3.0-or-later' }]);
+});
+
+test('sbom = true attaches the SBOMs without a directory; --sbom DIR writes and attaches them; --no-sbom makes none', async () => {
+  const project = await copyExample(join(work.dir, 'project'));
+  const outputsOf = async (flags: Record<string, unknown>) => (await resolveBuildRequest(project, { oci: join(work.dir, 'out'), ...flags }, {})).outputs.sbom;
+  assert.equal(await outputsOf({}), undefined);
+  assert.deepEqual(await outputsOf({ sbom: join(work.dir, 'sbom') }), { dir: join(work.dir, 'sbom'), attach: true });
+  await writeFile(join(project, 'pyproject.toml'), `${await readFile(join(project, 'pyproject.toml'), 'utf8')}sbom = true\n`);
+  assert.deepEqual(await outputsOf({}), { attach: true });
+  assert.equal(await outputsOf({ sbom: false }), undefined);
+  await writeFile(join(project, 'pyproject.toml'), (await readFile(join(project, 'pyproject.toml'), 'utf8')).replace('sbom = true', 'sbom = "yes"'));
+  await assert.rejects(outputsOf({}), /tool\.uvimage\.sbom/);
 });
