@@ -11,11 +11,12 @@ import { diffCommandDefinition } from './commands/diff.js';
 import { initCommandDefinition } from './commands/init.js';
 import { inspectCommandDefinition } from './commands/inspect.js';
 import { planCommandDefinition } from './commands/plan.js';
+import { uvimageVersion } from '../version.js';
 
 export function createProgram(): Command {
   const program = new Command('uvimage')
     .description('Build minimal, distroless, reproducible OCI images from uv projects, without a Docker daemon')
-    .version('0.1.0')
+    .version(uvimageVersion)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
   for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), initCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {

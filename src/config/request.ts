@@ -56,6 +56,8 @@ export interface BuildFlags {
   oci?: string;
   tar?: string;
   loadPlatform?: string;
+  /** --sbom DIR (a string), or --no-sbom (false). */
+  sbom?: string | false;
 }
 
 /** Where each output goes; checked for what can be checked before any work. */
@@ -68,6 +70,8 @@ export interface OutputRequest {
   /** The platform --load and --tar take from a multi-platform build. */
   loadPlatform?: Platform;
   mediaTypes: MediaTypeFlavour;
+  /** SBOMs (src/cli/sbom.ts): written to `dir`, and attached as referrers to --push and --oci when `attach`; absent: none. */
+  sbom?: { dir?: string; attach: boolean };
 }
 
 export interface BuildRequest {
@@ -243,7 +247,11 @@ function resolveOutputs(flags: BuildFlags, config: ToolUvimage, platforms: Platf
   if (loadPlatform && !platforms.some((platform) => platform.architecture === loadPlatform.architecture && platform.os === loadPlatform.os)) {
     throw new UserError(`--load-platform ${formatPlatform(loadPlatform)} is not among the platforms built (${platforms.map(formatPlatform).join(', ')})`);
   }
+  // --sbom DIR writes them (and attaches them); `sbom = true` attaches them; --no-sbom makes none.
+  const sbomDir = typeof flags.sbom === 'string' ? flags.sbom : undefined;
+  const attachSbom = flags.sbom !== false && (sbomDir !== undefined || config.sbom === true);
   return {
+    ...(sbomDir !== undefined || attachSbom ? { sbom: { ...(sbomDir !== undefined ? { dir: sbomDir } : {}), attach: attachSbom } } : {}),
     tags,
     push: flags.push ?? false,
     load: flags.load ?? false,

@@ -11,6 +11,7 @@ import type { Digest } from '../oci/digest.js';
 import { artifactImages, artifactRoot, type Artifact, type Layer } from '../oci/image.js';
 import type { Sink, SinkContext, SinkResult } from '../oci/sink.js';
 import { RegistryClient, type RegistryClientOptions, type RepositoryRef } from './client.js';
+import { attachReferrers, type ReferrerDetails } from './referrers.js';
 import { formatReference, parseReference, type ImageReference } from './reference.js';
 
 export interface RegistrySinkOptions extends RegistryClientOptions {
@@ -21,7 +22,7 @@ export interface RegistrySinkOptions extends RegistryClientOptions {
 }
 
 /** What the push did, in SinkResult.details. */
-export interface PushDetails {
+export interface PushDetails extends Partial<ReferrerDetails> {
   uploadedBlobs: number;
   skippedBlobs: number;
   mountedBlobs: number;
@@ -164,6 +165,15 @@ export class RegistrySink implements Sink {
         written.push(formatReference({ ...repo, tag }));
       }
       if (target.tags.length === 0) written.push(formatReference({ ...repo, digest: rootDigest }));
+      if (context.referrers?.length) {
+        // After the images they are about, so a registry that checks a referrer's subject finds it.
+        const referrerBlobs = new Map<Digest, PendingBlob>();
+        for (const blob of context.referrers.flatMap((referrer) => referrer.blobs)) referrerBlobs.set(blob.descriptor.digest, { digest: blob.descriptor.digest, size: blob.bytes.length, bytes: blob.bytes });
+        await mapLimit([...referrerBlobs.values()], concurrency, (blob) => pushBlob(repo, blob));
+        const referrerDetails: ReferrerDetails = { referrersPut: details.referrersPut ?? 0, referrersKept: details.referrersKept ?? 0, referrerIndexesPut: details.referrerIndexesPut ?? 0 };
+        await attachReferrers(client, repo, context.referrers, referrerDetails);
+        Object.assign(details, referrerDetails);
+      }
     }
 
     return { sink: 'push', written, digest: rootDigest, bytes: uploadedBytes, details: { ...details } };

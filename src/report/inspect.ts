@@ -45,8 +45,12 @@ export interface ImageAnalysis {
   ownership: Ownership;
 }
 
-/** Reads and analyses every layer. `hash` also takes each file's sha256 (diff needs them). */
-export async function analyzeImage(source: SourceImage, options: { hash?: boolean; progress?: Progress } = {}): Promise<ImageAnalysis> {
+/**
+ * Reads and analyses every layer. `hash` also takes each file's sha256 (diff needs them);
+ * `collect` names more small files to keep the content of, beside the owners' metadata (SBOMs
+ * read copyright files).
+ */
+export async function analyzeImage(source: SourceImage, options: { hash?: boolean; progress?: Progress; collect?: (path: string) => boolean } = {}): Promise<ImageAnalysis> {
   const createdBy = layerHistory(source.config, source.layers.length);
   const layers: LayerAnalysis[] = [];
   const task = `inspect:${source.name}`;
@@ -56,7 +60,9 @@ export async function analyzeImage(source: SourceImage, options: { hash?: boolea
     let blob: { digest: Digest; compression: Compression } | undefined;
     let contents: LayerContents;
     try {
-      contents = await readLayerContents(layer.openTar((read) => (blob = read)), { what, collect: isOwnerMetadata, hash: options.hash });
+      const extra = options.collect;
+      const collect = extra ? (path: string) => isOwnerMetadata(path) || extra(path) : isOwnerMetadata;
+      contents = await readLayerContents(layer.openTar((read) => (blob = read)), { what, collect, hash: options.hash });
     } catch (error) {
       options.progress?.finish(task, 'failed');
       throw error;

@@ -11,6 +11,7 @@ import { loadLockedProject, type LockedProject } from '../../python/locked-proje
 import { formatBytes } from '../../progress.js';
 import { addImageConfigOptions } from '../parse.js';
 import { addOutputOptions, collect, openImageRun, type CommonOptions, type ImageRun } from '../run.js';
+import { checkSbomDirectory, emitSboms } from '../sbom.js';
 
 export type BuildOptions = CommonOptions & BuildFlags;
 
@@ -40,7 +41,9 @@ export function addBuildOptions(command: Command): Command {
     .option('--debian-package <name>', "a Debian package to add to uvimage's base, with its dependencies (repeatable)", collect, [])
     .option('--allow-missing <soname>', 'a shared library the image may lack, e.g. one only loaded optionally (repeatable)', collect, [])
     .option('--no-strip', "keep debug information in the wheels' ELF files")
-    .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml');
+    .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml')
+    .option('--sbom <dir>', 'write CycloneDX and SPDX SBOMs per platform into DIR, and attach them to --push and --oci outputs')
+    .option('--no-sbom', 'no SBOMs, whatever tool.uvimage.sbom says');
   return addOutputOptions(
     addImageConfigOptions(command, {
       cmd: 'command: a JSON array of strings, or one word ({site-packages} and {venv} are expanded)',
@@ -92,12 +95,19 @@ function describeLayers(report: PlatformReport, plan: PlatformPlan, source: Sour
 }
 
 async function buildCommand(directory: string, options: BuildOptions): Promise<void> {
+  if (typeof options.sbom === 'string') await checkSbomDirectory(options.sbom);
   await withPlan(directory, options, 'required', async (plan, context) => {
-    const { artifact, reports } = await executePlan(plan, { ...context, lock: context.locked.lock });
-    await context.run.emit(artifact, {
-      json: { platforms: reports, ...(plan.source ? { source: plan.source } : {}) },
-      lines: reports.flatMap((report, index) => describeLayers(report, plan.platforms[index]!, plan.source)),
-    });
+    const executed = await executePlan(plan, { ...context, lock: context.locked.lock });
+    const { artifact, reports } = executed;
+    // The SBOMs are made from the image built (read back through src/report), before the sinks write it.
+    const sboms = await emitSboms(plan, executed, { blobs: context.blobs, progress: context.progress, tags: plan.outputs.tags });
+    const lines = reports.flatMap((report, index) => describeLayers(report, plan.platforms[index]!, plan.source));
+    if (sboms?.files.length) lines.push(`  SBOMs: ${sboms.files.join(', ')}`);
+    await context.run.emit(
+      artifact,
+      { json: { platforms: reports, ...(plan.source ? { source: plan.source } : {}), ...(sboms ? { sboms: sboms.files } : {}) }, lines },
+      { referrers: sboms?.referrers },
+    );
   });
 }
 
