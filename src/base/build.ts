@@ -118,6 +118,18 @@ async function plannedBasePackages(
   }, { valid: (record) => ['base', 'runtime', 'extra'].every((group) => Array.isArray((record as Record<string, unknown>)[group])) });
 }
 
+/** One package of a suite's signed index, cached by the index's identity like a base's plan (parsing an index takes seconds). */
+export async function resolveDebianPackage(options: Pick<BuildDebianBaseOptions, 'suite' | 'arch' | 'store' | 'mirror' | 'offline' | 'progress' | 'env'> & { name: string }): Promise<PlannedDeb> {
+  const source = debianSourceFrom({ suite: options.suite, arch: options.arch, mirror: options.mirror, env: options.env });
+  const identity = await packageIndexIdentity(source, options.store, { offline: options.offline, progress: options.progress });
+  return options.store.cached('debian-package', JSON.stringify({ format: 1, identity, name: options.name }), async () => {
+    const index = await loadPackageIndex(source, options.store, { offline: options.offline, progress: options.progress });
+    const pkg = index.get(options.name);
+    if (!pkg) throw new UserError(`package ${options.name} is not in the ${index.description} index`);
+    return { name: pkg.name, version: pkg.version, arch: pkg.arch, sha256: pkg.sha256, size: pkg.size, archiveUrl: pkg.archiveUrl, filename: pkg.filename };
+  }, { valid: (record) => typeof (record as PlannedDeb).sha256 === 'string' });
+}
+
 /** A lock path for one architecture: `{arch}` in the path is replaced by it. */
 export function lockPathFor(path: string | undefined, arch: Architecture): string | undefined {
   return path?.replaceAll('{arch}', arch);

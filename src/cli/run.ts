@@ -19,6 +19,12 @@ export interface CommonOptions extends OutputOptions {
   debug?: boolean;
 }
 
+/** `app:1.0` → `app:1.0-debug`; a reference without a tag is `latest`'s variant. */
+export function variantTag(tag: string, suffix: string): string {
+  const name = tag.slice(tag.lastIndexOf('/') + 1);
+  return name.includes(':') ? `${tag}${suffix}` : `${tag}:latest${suffix}`;
+}
+
 /** Collects a repeatable option's values. */
 export const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -51,7 +57,11 @@ export interface ImageRun {
    * Sends the artifact to every sink and prints the result (human or --json); `report` adds what
    * the command knows beyond the image (its JSON fields, and lines for people).
    */
-  emit(artifact: Artifact, report?: { json?: Record<string, unknown>; lines?: string[] }, attached?: { referrers?: readonly Referrer[] }): Promise<SinkResult[]>;
+  emit(
+    artifact: Artifact,
+    report?: { json?: Record<string, unknown>; lines?: string[] },
+    attached?: { referrers?: readonly Referrer[]; variant?: { artifact: Artifact; tagSuffix: string } },
+  ): Promise<SinkResult[]>;
 }
 
 /**
@@ -80,6 +90,12 @@ export async function openImageRun(options: CommonOptions, check: { platforms: P
       const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
       if (failure) throw failure.reason;
       const results = settled.map((result) => (result as PromiseFulfilledResult<SinkResult>).value);
+      const variant = attached?.variant;
+      if (variant) {
+        // After the image itself, its variant under the suffixed tags, to the same outputs.
+        const tags = options.tag.map((tag) => variantTag(tag, variant.tagSuffix));
+        for (const sink of sinks) results.push(await (sink.forVariant?.(variant.tagSuffix) ?? sink).write(variant.artifact, { blobs, progress, tags }));
+      }
       if (options.json) process.stdout.write(`${JSON.stringify({ ...describeBuild(artifact, results), ...report?.json }, null, 2)}\n`);
       else process.stdout.write(`${[summarizeBuild(artifact, results), ...(report?.lines ?? [])].join('\n')}\n`);
       return results;

@@ -39,6 +39,7 @@ export interface BuildFlags {
   debianPackage?: string[];
   allowMissing?: string[];
   strip?: boolean;
+  debugImage?: boolean;
   frozen?: boolean;
   entrypoint?: string;
   cmd?: string;
@@ -122,6 +123,7 @@ const flagKeys: { flag: string; key: keyof ToolUvimage; read: (flags: BuildFlags
   { flag: '--debian-package', key: 'debian-packages', read: (flags) => (flags.debianPackage?.length ? flags.debianPackage : undefined) },
   { flag: '--allow-missing', key: 'allow-missing', read: (flags) => (flags.allowMissing?.length ? flags.allowMissing : undefined) },
   { flag: '--no-strip', key: 'strip', read: (flags) => (flags.strip === false ? false : undefined) },
+  { flag: '--debug-image', key: 'debug-image', read: (flags) => (flags.debugImage ? true : undefined) },
 ];
 
 /** Flags whose KEY=VALUE entries are added to a table key's (the flag's entries win). */

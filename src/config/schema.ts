@@ -63,6 +63,7 @@ export const toolUvimageSchema = z
       .describe("copy the project's source tree into the working directory (default: when uv does not install the project as a package)"),
     'source-include': z.array(z.string().min(1)).optional().describe('only these paths of the source tree (gitignore patterns)'),
     'source-exclude': z.array(z.string().min(1)).optional().describe('paths of the source tree to leave out (gitignore patterns), beside .dockerignore or the defaults'),
+    'debug-image': z.boolean().optional().describe("also write <tag>-debug: the image plus busybox at /busybox on PATH, in one extra top layer (distroless' :debug)"),
     sbom: z.boolean().optional().describe('attach CycloneDX and SPDX SBOMs to every pushed image and OCI layout as OCI referrers (default false; --sbom DIR also writes them to DIR)'),
   })
   .describe('uvimage settings ([tool.uvimage] in pyproject.toml)');

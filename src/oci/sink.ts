@@ -49,6 +49,11 @@ export interface Sink {
    */
   check?(context: SinkCheckContext): Promise<void>;
   write(artifact: Artifact, context: SinkContext): Promise<SinkResult>;
+  /**
+   * Where a variant of the artifact (the debug image, tagged `<tag><suffix>`) goes: a sink whose
+   * destination holds one image names its own sibling (`app.tar` → `app-debug.tar`); default this one.
+   */
+  forVariant?(suffix: string): Sink;
 }
 
 export interface SinkCheckContext {

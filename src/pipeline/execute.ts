@@ -37,6 +37,7 @@ import { buildVenvLayers, prepareVenvWheels, type BuildVenvLayersOptions, type P
 import type { BuildPlan, PlatformPlan } from './plan.js';
 import { venvRoot } from './plan.js';
 import { checkClosure, closureError, type ClosureReport } from './closure.js';
+import { writeDebugImage } from './debug-image.js';
 import { sourceTreeEntries } from './source-tree.js';
 import type { BytecodeCompilers, PipelineContext } from './sources.js';
 
@@ -62,6 +63,8 @@ export interface PlatformReport {
 export interface ExecutedBuild {
   artifact: Artifact;
   reports: PlatformReport[];
+  /** The debug variant (`<tag>-debug`), when the plan has one. */
+  debug?: Artifact;
 }
 
 export interface ExecuteContext extends PipelineContext {
@@ -82,18 +85,22 @@ export async function executePlan(plan: BuildPlan, context: ExecuteContext): Pro
       prepared.push({ options, wheels: await prepareVenvWheels(platformPlan.install, options) });
     }
     const images: Image[] = [];
+    const debugImages: Image[] = [];
     const reports: PlatformReport[] = [];
     for (const [index, platformPlan] of plan.platforms.entries()) {
-      const { image, report } = await executePlatform(plan, platformPlan, prepared[index]!, context);
+      const { image, report, debug } = await executePlatform(plan, platformPlan, prepared[index]!, context);
       images.push(image);
       reports.push(report);
+      if (debug) debugImages.push(debug);
     }
     // Every image's ELF files have their libraries inside it, or nothing is written.
     if (reports.some((report) => report.closure.missing.length > 0)) {
       const suites = plan.platforms.map((platform) => (platform.base.kind === 'debian' ? platform.base.plan.suite : undefined));
       throw closureError(reports.map((report) => report.closure), suites.find(Boolean));
     }
-    return await assembleArtifact(plan, images, reports, context);
+    const built = await assembleArtifact(plan, images, reports, context);
+    if (debugImages.length === 0) return built;
+    return { ...built, debug: (await assembleArtifact(plan, debugImages, reports, context)).artifact };
   } finally {
     for (const { wheels } of prepared) await wheels.close();
   }
@@ -138,7 +145,7 @@ async function executePlatform(
   p: PlatformPlan,
   venv: { options: BuildVenvLayersOptions; wheels: PreparedWheels },
   context: ExecuteContext,
-): Promise<{ image: Image; report: PlatformReport }> {
+): Promise<{ image: Image; report: PlatformReport; debug?: Image }> {
   const { store, progress, env } = context;
   const mtime = plan.created.seconds;
   const platform = parsePlatform(p.platform);
@@ -226,11 +233,18 @@ async function executePlatform(
     blobs: context.blobs,
     env,
   });
+  let debug: Image | undefined;
+  if (p.debug) {
+    debug = await writeDebugImage(p.debug, { config: imageConfig, platform, layers: image.layers, annotations }, { store, mtime, created: plan.created.iso, mediaTypes: plan.outputs.mediaTypes, progress });
+    const debugConfig = (JSON.parse(debug.config.bytes.toString('utf8')) as ImageConfig).config;
+    if (!isDeepStrictEqual(debugConfig, p.debug.config)) throw new Error(`${p.platform}: the debug variant's config is not the planned one`);
+  }
   for (const finding of closure.unloadableModules) {
     progress.info(`warning: ${p.platform}: the runtime's ${finding.neededBy.map((needer) => posix.basename(needer.chain[0] ?? needer.file)).join(', ')} cannot load: ${finding.soname} is not in the image`);
   }
   return {
     image,
+    debug,
     report: {
       platform: p.platform,
       python: runtime.version,

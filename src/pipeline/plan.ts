@@ -16,7 +16,8 @@ import { dirname, join, relative } from 'node:path';
 import { UserError } from '../errors.js';
 import type { BuildRequest, OutputRequest } from '../config/request.js';
 import type { ToolUvimage } from '../config/schema.js';
-import { lockPathFor, planDebianBaseFrom, type BaseName, type BytecodeInterpreter, type DebianBasePlan, type ResolvedBasePackages } from '../base/build.js';
+import { lockPathFor, planDebianBaseFrom, type BaseName, type BytecodeInterpreter, type DebianBasePlan, type PlannedDeb, type ResolvedBasePackages } from '../base/build.js';
+import { planDebugImage, type DebugImagePlan } from './debug-image.js';
 import { architectures, type Architecture } from '../facts/architectures.js';
 import { debianSuites, defaultDebianSuite, type DebianSuite } from '../facts/debian-suites.js';
 import type { Digest } from '../oci/digest.js';
@@ -58,6 +59,8 @@ export interface PlanSources {
    * one), and a uv the project's required-version does not allow; frozen: only the latter.
    */
   checkLock(locked: LockedProject, options: { frozen: boolean; python?: string }): Promise<void>;
+  /** One package of a Debian suite's signed index (busybox-static for a debug variant). */
+  debianPackage(suite: DebianSuite, arch: Architecture, name: string): Promise<PlannedDeb>;
 }
 
 export interface PulledBase {
@@ -126,6 +129,8 @@ export interface PlatformPlan {
   changes: ConfigChanges;
   /** Why the image runs what it runs: the configured command, the one console script, or the venv's python. */
   command: { words: string[]; from: string };
+  /** The debug variant (`<tag>-debug`), when asked for. */
+  debug?: DebugImagePlan;
   annotations: Record<string, string>;
 }
 
@@ -302,6 +307,9 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
     if (request.annotations.revision) annotations[Annotation.revision] = request.annotations.revision;
 
     const files = config.files ?? [];
+    const imageConfig = mergeContainerConfig(baseConfig, changes);
+    const debugSuite = base.kind === 'debian' ? base.plan.suite : suite;
+    const debug = config['debug-image'] ? planDebugImage(await sources.debianPackage(debugSuite, arch, 'busybox-static'), debugSuite, imageConfig) : undefined;
     platforms.push({
       platform: formatPlatform(platform),
       target: {
@@ -316,9 +324,10 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
       venvLayers,
       files,
       layers: layerPlans(base, runtime, venvLayers, source, files),
-      config: mergeContainerConfig(baseConfig, changes),
+      config: imageConfig,
       changes,
       command,
+      ...(debug ? { debug } : {}),
       annotations,
     });
   }

@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { createGunzip } from 'node:zlib';
 import { UserError } from '../errors.js';
-import { resolveBasePackages, type BytecodeInterpreter } from '../base/build.js';
+import { resolveBasePackages, resolveDebianPackage, type BytecodeInterpreter } from '../base/build.js';
 import type { Layer } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/sink.js';
@@ -80,6 +80,7 @@ export function defaultPlanSources(context: PipelineContext, compilers: Bytecode
     standaloneUrl: (download) => standaloneUrl(download, env),
     bytecodeInterpreter: (minor) => compilers.find(minor),
     debianBasePackages: (request) => resolveBasePackages({ ...request, store, progress, env }),
+    debianPackage: (suite, arch, name) => resolveDebianPackage({ suite, arch, name, store, progress, env }),
     pulledBase: async (reference, platform) => {
       const pulled = await pullBaseImage(reference, platform, store, { client: context.client, progress });
       return { manifestDigest: pulled.manifestDigest, platform: pulled.platform, config: pulled.config, layers: pulled.layers };

@@ -105,6 +105,7 @@ export interface EngineImage {
   Id: string;
   Architecture: string;
   Config: { User?: string; WorkingDir?: string; Env?: string[]; ExposedPorts?: Record<string, object>; Cmd?: string[]; Entrypoint?: string[] | null };
+  RootFS: { Layers: string[] };
 }
 
 export async function inspectImage(ref: string): Promise<EngineImage> {

@@ -66,6 +66,10 @@ function plainSources(calls: string[] = []): PlanSources {
       calls.push('glibc');
       return [2, 36];
     },
+    debianPackage: async (suite, arch, name) => {
+      calls.push(`debian package ${name} ${suite} ${arch}`);
+      return deb(name, '1.36.1-9', arch);
+    },
     checkLock: async (_locked, options) => {
       calls.push(`lock ${options.frozen ? 'frozen' : 'checked'} with ${options.python}`);
     },

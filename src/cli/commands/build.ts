@@ -3,6 +3,7 @@ import { debianSuiteNames } from '../../facts/debian-suites.js';
 import { flavourNames } from '../../base/flavours.js';
 import { resolveBuildRequest, type BuildFlags } from '../../config/request.js';
 import { executePlan, type PlatformReport } from '../../pipeline/execute.js';
+import { debugTagSuffix } from '../../pipeline/debug-image.js';
 import { planBuild, type BuildPlan, type PlatformPlan } from '../../pipeline/plan.js';
 import type { SourceTreePlan } from '../../pipeline/source-tree.js';
 import { BytecodeCompilers, defaultPlanSources, type PipelineContext } from '../../pipeline/sources.js';
@@ -41,6 +42,7 @@ export function addBuildOptions(command: Command): Command {
     .option('--debian-package <name>', "a Debian package to add to uvimage's base, with its dependencies (repeatable)", collect, [])
     .option('--allow-missing <soname>', 'a shared library the image may lack, e.g. one only loaded optionally (repeatable)', collect, [])
     .option('--no-strip', "keep debug information in the wheels' ELF files")
+    .option('--debug-image', 'also write <tag>-debug: the image plus busybox at /busybox on PATH')
     .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml')
     .option('--sbom <dir>', 'write CycloneDX and SPDX SBOMs per platform into DIR, and attach them to --push and --oci outputs')
     .option('--no-sbom', 'no SBOMs, whatever tool.uvimage.sbom says');
@@ -106,7 +108,7 @@ async function buildCommand(directory: string, options: BuildOptions): Promise<v
     await context.run.emit(
       artifact,
       { json: { platforms: reports, ...(plan.source ? { source: plan.source } : {}), ...(sboms ? { sboms: sboms.files } : {}) }, lines },
-      { referrers: sboms?.referrers },
+      { referrers: sboms?.referrers, ...(executed.debug ? { variant: { artifact: executed.debug, tagSuffix: debugTagSuffix } } : {}) },
     );
   });
 }

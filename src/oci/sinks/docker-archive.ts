@@ -200,6 +200,11 @@ export class DockerArchiveSink implements Sink {
     private readonly options: DockerArchiveSinkOptions = {},
   ) {}
 
+  forVariant(suffix: string): DockerArchiveSink {
+    const file = /\.tar$/.test(this.file) ? this.file.replace(/\.tar$/, `${suffix}.tar`) : `${this.file}${suffix}`;
+    return new DockerArchiveSink(file, this.options);
+  }
+
   async check(context: SinkCheckContext): Promise<void> {
     const sink = `--tar ${this.file}`;
     choosePlatform(context.platforms, this.options.platform, hostPlatform(), sink);
