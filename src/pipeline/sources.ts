@@ -99,7 +99,7 @@ export function defaultPlanSources(context: PipelineContext, compilers: Bytecode
  * The glibc of a pulled base, which caps the manylinux tags: from the dpkg database in its
  * layers (distroless' status.d or a full /var/lib/dpkg/status), read as streams. That means
  * fetching the base's layers, so the answer is remembered per base image, and `base-glibc` in
- * [tool.uvimage] skips the look altogether (a push then never downloads the base's layers).
+ * [tool.uvimage] skips the look altogether (the closure check still reads the base's files).
  */
 async function glibcOfBase(base: PulledBase, store: BlobStore, blobs: BlobSource, name: string): Promise<[number, number]> {
   const key = `${base.manifestDigest} ${formatPlatform(base.platform)}`;
