@@ -10,6 +10,7 @@ import { configSchemaCommandDefinition } from './commands/config-schema.js';
 import { diffCommandDefinition } from './commands/diff.js';
 import { inspectCommandDefinition } from './commands/inspect.js';
 import { planCommandDefinition } from './commands/plan.js';
+import { abandonProgress } from './progress.js';
 
 export function createProgram(): Command {
   const program = new Command('uvimage')
@@ -35,6 +36,8 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version are successes; everything else commander reports is a usage error.
       return error.exitCode === 0 ? 0 : 1;
     }
+    // The error is the last thing on the screen: no live progress line is left under it.
+    abandonProgress();
     if (error instanceof UserError) {
       process.stderr.write(`uvimage: error: ${error.message}\n`);
       if (debug && error.stack) process.stderr.write(`${error.stack}\n`);

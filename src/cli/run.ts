@@ -7,14 +7,14 @@ import { BlobStore, defaultCacheDir } from '../oci/store.js';
 import { RegistryClient } from '../registry/client.js';
 import { fetchLayerBlob } from '../registry/pull.js';
 import { describeBuild, summarizeBuild } from './output.js';
-import type { Progress } from '../progress.js';
-import { createProgress } from './progress.js';
+import { createProgress, type CliProgress } from './progress.js';
 import { openSinks, registryOptionsFrom, type OutputOptions } from './sinks.js';
 
 /** Options every command that produces an image shares: where it goes, and how the run talks. */
 export interface CommonOptions extends OutputOptions {
   cacheDir?: string;
   json?: boolean;
+  quiet?: boolean;
   debug?: boolean;
 }
 
@@ -34,6 +34,7 @@ export function addOutputOptions(command: Command): Command {
     .option('--registry-password-stdin', 'read the registry password from standard input (or UVIMAGE_REGISTRY_PASSWORD)')
     .option('--cache-dir <dir>', `blob cache (default: $UVIMAGE_CACHE_DIR, else $XDG_CACHE_HOME/uvimage; now ${defaultCacheDir()})`)
     .option('--json', 'print the result as JSON on stdout')
+    .option('-q, --quiet', 'print only errors and the result (no progress, no warnings)')
     .option('--debug', 'print stack traces for errors');
 }
 
@@ -42,7 +43,8 @@ export interface ImageRun {
   store: BlobStore;
   /** One client for pulling bases, fetching their layers and pushing, so tokens are reused. */
   client: RegistryClient;
-  progress: Progress;
+  /** Closed by emit before the result is printed. */
+  progress: CliProgress;
   /** Layer bytes from the store, pulled base layers fetched on first use. */
   blobs: BlobSource;
   sinks: Sink[];
@@ -60,7 +62,8 @@ export interface ImageRun {
  * without asking for one.
  */
 export async function openImageRun(options: CommonOptions, check: { platforms: Platform[]; outputs?: 'required' | 'optional' }): Promise<ImageRun> {
-  const progress = createProgress({ quiet: options.json });
+  // --json keeps stderr quiet as --quiet does: scripts read stdout, and a log stays clean.
+  const progress = createProgress({ quiet: options.json || options.quiet });
   const store = await BlobStore.open(options.cacheDir ?? defaultCacheDir());
   const client = new RegistryClient(await registryOptionsFrom(options));
   const sinks = openSinks(options, client, store, check.outputs ?? 'required');
@@ -78,6 +81,7 @@ export async function openImageRun(options: CommonOptions, check: { platforms: P
       const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
       if (failure) throw failure.reason;
       const results = settled.map((result) => (result as PromiseFulfilledResult<SinkResult>).value);
+      progress.close();
       if (options.json) process.stdout.write(`${JSON.stringify({ ...describeBuild(artifact, results), ...report?.json }, null, 2)}\n`);
       else process.stdout.write(`${[summarizeBuild(artifact, results), ...(report?.lines ?? [])].join('\n')}\n`);
       return results;

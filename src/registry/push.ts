@@ -7,6 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import { UserError } from '../errors.js';
+import { stages, type Stage } from '../progress.js';
 import type { Digest } from '../oci/digest.js';
 import { artifactImages, artifactRoot, type Artifact, type Layer } from '../oci/image.js';
 import type { Sink, SinkContext, SinkResult } from '../oci/sink.js';
@@ -96,15 +97,15 @@ export class RegistrySink implements Sink {
       configs.set(config.descriptor.digest, { digest: config.descriptor.digest, size: config.descriptor.size, bytes: config.bytes });
     }
 
-    const pushBlob = async (repo: RepositoryRef, blob: PendingBlob): Promise<void> => {
-      const where = `${repo.registry}/${repo.repository}`;
-      const id = `push:${where}:${blob.digest}`;
-      context.progress.start(id, `pushing ${blob.digest.slice(7, 19)} to ${where}`, blob.size);
+    const pushBlob = async (repo: RepositoryRef, blob: PendingBlob, stage: Stage): Promise<void> => {
+      // Each blob is a task (asking the registry is work too); only an upload counts as pushed.
+      const task = stage.begin(blob.digest.slice(7, 19));
       try {
         if ((await client.headBlob(repo, blob.digest, { forPush: true })) !== undefined) {
           details.skippedBlobs++;
           noteHolder(repo.registry, repo.repository, blob.digest);
-          context.progress.finish(id, 'already there');
+          stage.skip('already there');
+          task.end(0);
           return;
         }
         let location: URL | undefined;
@@ -114,7 +115,8 @@ export class RegistrySink implements Sink {
           if (result.mounted) {
             details.mountedBlobs++;
             noteHolder(repo.registry, repo.repository, blob.digest);
-            context.progress.finish(id, `mounted from ${from}`);
+            stage.skip(`mounted from ${from}`);
+            task.end(0);
             return;
           }
           location = result.location ?? location;
@@ -129,16 +131,16 @@ export class RegistrySink implements Sink {
             ...(location ? { location } : {}),
             onBytes: (bytes) => {
               details.transferredBytes += bytes > 0 ? bytes : 0;
-              context.progress.advance(id, bytes);
+              task.advance(bytes);
             },
           },
         );
         details.uploadedBlobs++;
         uploadedBytes += blob.size;
         noteHolder(repo.registry, repo.repository, blob.digest);
-        context.progress.finish(id, 'uploaded');
+        task.end();
       } catch (error) {
-        context.progress.finish(id, 'failed');
+        task.fail();
         throw error;
       }
     };
@@ -146,8 +148,15 @@ export class RegistrySink implements Sink {
     const written: string[] = [];
     for (const target of targets) {
       const { repo } = target;
-      await mapLimit([...layers.values()], concurrency, (blob) => pushBlob(repo, blob));
-      await mapLimit([...configs.values()], concurrency, (blob) => pushBlob(repo, blob));
+      const stage = context.progress.stage(stages.push(`${repo.registry}/${repo.repository}`));
+      // Counted, not sized: a blob the registry has moves no bytes.
+      stage.expect(layers.size + configs.size);
+      try {
+        await mapLimit([...layers.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
+        await mapLimit([...configs.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
+      } finally {
+        stage.finish();
+      }
       if (artifact.kind === 'index') {
         for (const image of images) {
           await client.putManifest(repo, image.manifest.descriptor.digest, {
