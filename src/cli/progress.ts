@@ -384,7 +384,7 @@ class PlainView implements View {
     // Only the title: what is expected may still grow (bytecode counts each wheel as it opens).
     this.stream.write(`${runningTitle(stage.spec)}…\n`);
     if (!this.timer) {
-      this.timer = setInterval(() => this.heartbeat(), Math.min(this.heartbeatMs, 1000));
+      this.timer = setInterval(() => this.heartbeat(), Math.min(this.heartbeatMs / 4, 1000));
       this.timer.unref();
     }
   }
