@@ -2,7 +2,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { UserError, describeError } from '../errors.js';
+import { ExitStatus, UserError, describeError } from '../errors.js';
 import { baseCommandDefinition } from './commands/base.js';
 import { buildCommandDefinition } from './commands/build.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
@@ -10,6 +10,7 @@ import { configSchemaCommandDefinition } from './commands/config-schema.js';
 import { diffCommandDefinition } from './commands/diff.js';
 import { inspectCommandDefinition } from './commands/inspect.js';
 import { planCommandDefinition } from './commands/plan.js';
+import { runCommandDefinition } from './commands/run.js';
 import { abandonProgress } from './progress.js';
 
 export function createProgram(): Command {
@@ -18,7 +19,7 @@ export function createProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
+  for (const command of [buildCommandDefinition(), runCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version are successes; everything else commander reports is a usage error.
       return error.exitCode === 0 ? 0 : 1;
     }
+    if (error instanceof ExitStatus) return error.code;
     // The error is the last thing on the screen: no live progress line is left under it.
     abandonProgress();
     if (error instanceof UserError) {

@@ -50,9 +50,10 @@ export interface ImageRun {
   sinks: Sink[];
   /**
    * Sends the artifact to every sink and prints the result (human or --json); `report` adds what
-   * the command knows beyond the image (its JSON fields, and lines for people).
+   * the command knows beyond the image (its JSON fields, and lines for people), or says not to
+   * print it (`print: false`: `run`, whose stdout is the container's).
    */
-  emit(artifact: Artifact, report?: { json?: Record<string, unknown>; lines?: string[] }): Promise<SinkResult[]>;
+  emit(artifact: Artifact, report?: { json?: Record<string, unknown>; lines?: string[]; print?: boolean }): Promise<SinkResult[]>;
 }
 
 /**
@@ -82,6 +83,7 @@ export async function openImageRun(options: CommonOptions, check: { platforms: P
       if (failure) throw failure.reason;
       const results = settled.map((result) => (result as PromiseFulfilledResult<SinkResult>).value);
       progress.close();
+      if (report?.print === false) return results;
       if (options.json) process.stdout.write(`${JSON.stringify({ ...describeBuild(artifact, results), ...report?.json }, null, 2)}\n`);
       else process.stdout.write(`${[summarizeBuild(artifact, results), ...(report?.lines ?? [])].join('\n')}\n`);
       return results;

@@ -278,7 +278,7 @@ async function uploadArchive(
   // the engine's connection never idles through a download (or fails half-way through one).
   await Promise.all(image.layers.slice(omitLayers).map((layer) => context.blobs.ensureLayer(layer)));
   const total = image.layers.slice(omitLayers).reduce((sum, layer) => sum + layer.descriptor.size, 0) + image.config.bytes.length;
-  const stage = context.progress.stage(stages.dockerLoad(name, omitLayers > 0 ? `${omitLayers} of ${image.layers.length} layers already there` : undefined));
+  const stage = context.progress.stage(stages.load(name, 'Docker', omitLayers > 0 ? `${omitLayers} of ${image.layers.length} layers already there` : undefined));
   const task = stage.begin(formatPlatform(image.platform), total);
   const request = startRequest(endpoint, 'POST', '/images/load?quiet=1', { 'Content-Type': 'application/x-tar' });
   const response = responseOf(request);
