@@ -25,7 +25,7 @@ export function createProgram(): Command {
   return program;
 }
 
-/** Maps failures to exit codes in one place: 1 for what the user can fix, 2 for a bug. */
+/** Maps failures to exit codes in one place: 1 for what the user can fix, 2 for a bug, a run container's own status. */
 export async function main(argv: string[]): Promise<number> {
   const program = createProgram();
   const debug = argv.includes('--debug');
