@@ -6,7 +6,7 @@
  * test cache ($UVIMAGE_TEST_CACHE, else ~/.cache/uvimage-test) so a rerun downloads nothing.
  */
 import { join } from 'node:path';
-import { buildDebianBase, type BaseName } from '../src/debian/build-base.js';
+import { buildDebianBase, type BaseName } from '../src/base/build.js';
 import type { Architecture } from '../src/facts/architectures.js';
 import type { DebianSuite } from '../src/facts/debian-suites.js';
 import { BlobStore } from '../src/oci/store.js';

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs the benchmarks and writes each one's section of docs/benchmarks.md with
  * the machine, the date and the command. Targets are stated in each section; they are measured
- * here, never asserted in timed tests. BENCH_ONLY=layer,debian,venv,build,strip runs a subset; the
+ * here, never asserted in timed tests. BENCH_ONLY=layer,debian,venv,build,strip,xz runs a subset; the
  * comparison with the recipe's Dockerfile is `npm run bench:recipe`.
  */
 import { runBuildBench } from './build.js';
@@ -10,6 +10,7 @@ import { runLayerWriterBench } from './layer-writer.js';
 import { runStripBench } from './strip.js';
 import { machineLine, writeBenchSection } from './report.js';
 import { runVenvBench } from './venv.js';
+import { runXzBench } from './xz.js';
 
 const benches: [name: string, title: string, run: () => Promise<string>][] = [
   ['layer', 'Layer writer: throughput and memory', () => runLayerWriterBench()],
@@ -17,6 +18,7 @@ const benches: [name: string, title: string, run: () => Promise<string>][] = [
   ['venv', 'Virtualenv layers beside uv sync', () => runVenvBench()],
   ['build', 'uvimage build of examples/fastapi-hello', () => runBuildBench()],
   ['strip', 'Debug information stripped from wheels', () => runStripBench()],
+  ['xz', 'xz decoding: xz-decompress (WebAssembly) beside lzma-native', () => runXzBench()],
 ];
 const only = new Set((process.env.BENCH_ONLY ?? benches.map(([name]) => name).join(',')).split(','));
 for (const [name, title, run] of benches) {

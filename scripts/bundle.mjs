@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// Bundles the tsc output (dist/) into the `uvimage` bin: one ES module for the CLI and its
-// dependencies, with openpgp in a chunk of its own that loads only when an InRelease has to be
-// verified, and lzma-native (a native addon) left to node_modules. Node 20 has no compile cache
-// for ES modules, so every run resolves, reads and compiles each of the ~150 modules the CLI
-// imports (zod alone is dozens): about 0.15–0.25 s of a rebuild that takes well under a second
-// otherwise. One file is compiled in one pass.
+// Bundles the tsc output (dist/) into the `uvimage` bin: one ES module for the CLI and all its
+// dependencies (the xz decoder is WebAssembly inside xz-decompress, so nothing native is left to
+// node_modules and the package installs no dependencies: `npm pack` ships dist/bundle alone),
+// with openpgp in a chunk of its own that loads only when an InRelease has to be verified. Node
+// 20 has no compile cache for ES modules, so every run resolves, reads and compiles each of the
+// ~150 modules the CLI imports (zod alone is dozens): about 0.15–0.25 s of a rebuild that takes
+// well under a second otherwise. One file is compiled in one pass.
 //
 // usage: node scripts/bundle.mjs [DIST [OUT]]   (default dist/ and dist/bundle/)
 import { build } from 'esbuild';
@@ -23,7 +24,6 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node20.19',
-  external: ['lzma-native'],
   // CommonJS dependencies (commander, yauzl) call require() for node's built-in modules, which
   // an ES module does not have.
   banner: { js: "import { createRequire as __uvimageCreateRequire } from 'node:module'; const require = __uvimageCreateRequire(import.meta.url);" },

@@ -87,6 +87,7 @@ export const stages = {
   load: (image: string, engine: 'Docker' | 'Podman', detail?: string): StageSpec => ({ doing: 'Loading', done: 'Loaded', what: `${image} into ${engine}`, detail }),
   baseResolve: (reference: string): StageSpec => ({ doing: 'Resolving', done: 'Resolved', what: reference }),
   baseLayer: (digest: string, repository: string): StageSpec => ({ doing: 'Downloading', done: 'Downloaded', what: `base layer ${digest.slice(7, 19)} of ${repository}` }),
+  sboms: (): StageSpec => ({ doing: 'Making', done: 'Made', what: 'the SBOMs (CycloneDX, SPDX)' }),
   readLayers: (image: string): StageSpec => ({ doing: 'Reading', done: 'Read', unit: ['layer', 'layers'], what: `of ${image}` }),
 };
 

@@ -38,6 +38,7 @@
  * object are judged as that one loads them).
  */
 import { posix } from 'node:path';
+import { architectureOfPython, architectures } from '../facts/architectures.js';
 import type { ElfInfo } from './elf.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -175,8 +176,6 @@ export interface LoaderSystem {
   platform: string;
 }
 
-const triplets: Record<string, string> = { x86_64: 'x86_64-linux-gnu', aarch64: 'aarch64-linux-gnu' };
-
 /**
  * The loader of a 64-bit glibc platform. `debian` is exactly what Debian's ld.so says of itself
  * (`ld.so --list-diagnostics` of trixie's libc6 on amd64 and, under qemu, arm64: system_dirs
@@ -185,7 +184,7 @@ const triplets: Record<string, string> = { x86_64: 'x86_64-linux-gnu', aarch64: 
  * distributions' loaders search instead.
  */
 export function loaderSystem(machine: 'x86_64' | 'aarch64', distribution: 'debian' | 'any' = 'debian'): LoaderSystem {
-  const triplet = triplets[machine]!;
+  const triplet = architectures[architectureOfPython(machine)].multiarchTriplet;
   const multiarch = [`/lib/${triplet}`, `/usr/lib/${triplet}`];
   const searchDirs = distribution === 'debian' ? [...multiarch, '/lib', '/usr/lib'] : [...multiarch, '/lib64', '/usr/lib64', '/lib', '/usr/lib'];
   return { machine, bits: 64, littleEndian: true, searchDirs, lib: `lib/${triplet}`, platform: machine };

@@ -8,18 +8,20 @@ import { buildCommandDefinition } from './commands/build.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
 import { configSchemaCommandDefinition } from './commands/config-schema.js';
 import { diffCommandDefinition } from './commands/diff.js';
+import { initCommandDefinition } from './commands/init.js';
 import { inspectCommandDefinition } from './commands/inspect.js';
 import { planCommandDefinition } from './commands/plan.js';
 import { runCommandDefinition } from './commands/run.js';
 import { abandonProgress } from './progress.js';
+import { uvimageVersion } from '../version.js';
 
 export function createProgram(): Command {
   const program = new Command('uvimage')
     .description('Build minimal, distroless, reproducible OCI images from uv projects, without a Docker daemon')
-    .version('0.1.0')
+    .version(uvimageVersion)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildCommandDefinition(), runCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
+  for (const command of [buildCommandDefinition(), runCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), initCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import type { Platform } from '../oci/platform.js';
 import { createBlobSource } from '../oci/blobs.js';
 import type { Artifact } from '../oci/image.js';
+import type { Referrer } from '../oci/referrers.js';
 import type { BlobSource, Sink, SinkResult } from '../oci/sink.js';
 import { BlobStore, defaultCacheDir } from '../oci/store.js';
 import { RegistryClient } from '../registry/client.js';
@@ -53,7 +54,7 @@ export interface ImageRun {
    * the command knows beyond the image (its JSON fields, and lines for people), or says not to
    * print it (`print: false`: `run`, whose stdout is the container's).
    */
-  emit(artifact: Artifact, report?: { json?: Record<string, unknown>; lines?: string[]; print?: boolean }): Promise<SinkResult[]>;
+  emit(artifact: Artifact, report?: { json?: Record<string, unknown>; lines?: string[]; print?: boolean }, attached?: { referrers?: readonly Referrer[] }): Promise<SinkResult[]>;
 }
 
 /**
@@ -76,9 +77,10 @@ export async function openImageRun(options: CommonOptions, check: { platforms: P
     progress,
     blobs,
     sinks,
-    async emit(artifact, report) {
+    async emit(artifact, report, attached) {
       // Every sink runs even if one fails (each is atomic on its own); the first failure is reported.
-      const settled = await Promise.allSettled(sinks.map((sink) => sink.write(artifact, { blobs, progress, tags: options.tag })));
+      const referrers = attached?.referrers?.length ? { referrers: attached.referrers } : {};
+      const settled = await Promise.allSettled(sinks.map((sink) => sink.write(artifact, { blobs, progress, tags: options.tag, ...referrers })));
       const failure = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
       if (failure) throw failure.reason;
       const results = settled.map((result) => (result as PromiseFulfilledResult<SinkResult>).value);

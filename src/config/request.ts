@@ -35,6 +35,10 @@ export interface BuildFlags {
   separateLayer?: string[];
   package?: string[];
   allPackages?: boolean;
+  sourceTree?: boolean;
+  debianPackage?: string[];
+  allowMissing?: string[];
+  strip?: boolean;
   frozen?: boolean;
   entrypoint?: string;
   cmd?: string;
@@ -52,6 +56,8 @@ export interface BuildFlags {
   oci?: string;
   tar?: string;
   loadPlatform?: string;
+  /** --sbom DIR (a string), or --no-sbom (false). */
+  sbom?: string | false;
 }
 
 /** Where each output goes; checked for what can be checked before any work. */
@@ -64,6 +70,8 @@ export interface OutputRequest {
   /** The platform --load and --tar take from a multi-platform build. */
   loadPlatform?: Platform;
   mediaTypes: MediaTypeFlavour;
+  /** SBOMs (src/cli/sbom.ts): written to `dir`, and attached as referrers to --push and --oci when `attach`; absent: none. */
+  sbom?: { dir?: string; attach: boolean };
 }
 
 export interface BuildRequest {
@@ -110,6 +118,10 @@ const flagKeys: { flag: string; key: keyof ToolUvimage; read: (flags: BuildFlags
   { flag: '--separate-layer', key: 'separate-layers', read: (flags) => (flags.separateLayer?.length ? flags.separateLayer : undefined) },
   { flag: '--package', key: 'package', read: (flags) => (flags.package?.length ? flags.package : undefined) },
   { flag: '--all-packages', key: 'all-packages', read: (flags) => (flags.allPackages ? true : undefined) },
+  { flag: '--source-tree', key: 'source', read: (flags) => flags.sourceTree },
+  { flag: '--debian-package', key: 'debian-packages', read: (flags) => (flags.debianPackage?.length ? flags.debianPackage : undefined) },
+  { flag: '--allow-missing', key: 'allow-missing', read: (flags) => (flags.allowMissing?.length ? flags.allowMissing : undefined) },
+  { flag: '--no-strip', key: 'strip', read: (flags) => (flags.strip === false ? false : undefined) },
 ];
 
 /** Flags whose KEY=VALUE entries are added to a table key's (the flag's entries win). */
@@ -175,7 +187,7 @@ export async function resolveBuildRequest(directory: string, flags: BuildFlags, 
     if (config[a] !== undefined && config[b] !== undefined) throw new UserError(`${where(a)} and ${where(b)} cannot be combined: ${why}`);
   };
   if (config.runtime === 'debian') conflict('runtime', 'base', 'runtime "debian" brings its own Debian base (use runtime "standalone" with base)');
-  for (const key of ['flavour', 'debian-suite', 'debian-mirror', 'debian-lock'] as const) {
+  for (const key of ['flavour', 'debian-suite', 'debian-mirror', 'debian-lock', 'debian-packages'] as const) {
     conflict(key, 'base', `${key} shapes the Debian base uvimage assembles, and base replaces it`);
   }
   if (config['base-glibc'] !== undefined && config.base === undefined) {
@@ -235,7 +247,11 @@ function resolveOutputs(flags: BuildFlags, config: ToolUvimage, platforms: Platf
   if (loadPlatform && !platforms.some((platform) => platform.architecture === loadPlatform.architecture && platform.os === loadPlatform.os)) {
     throw new UserError(`--load-platform ${formatPlatform(loadPlatform)} is not among the platforms built (${platforms.map(formatPlatform).join(', ')})`);
   }
+  // --sbom DIR writes them (and attaches them); `sbom = true` attaches them; --no-sbom makes none.
+  const sbomDir = typeof flags.sbom === 'string' ? flags.sbom : undefined;
+  const attachSbom = flags.sbom !== false && (sbomDir !== undefined || config.sbom === true);
   return {
+    ...(sbomDir !== undefined || attachSbom ? { sbom: { ...(sbomDir !== undefined ? { dir: sbomDir } : {}), attach: attachSbom } } : {}),
     tags,
     push: flags.push ?? false,
     load: flags.load ?? false,

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { UserError } from '../errors.js';
-import { flavourNames } from '../debian/flavours.js';
+import { flavourNames } from '../base/flavours.js';
 import { debianSuiteNames, type DebianSuite } from '../facts/debian-suites.js';
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -51,6 +51,19 @@ export const toolUvimageSchema = z
       .optional()
       .describe('workspace member(s) to install, as `uv sync --package`: a virtual workspace root builds one of its members'),
     'all-packages': z.boolean().optional().describe('install every workspace member, as `uv sync --all-packages`'),
+    'debian-packages': z
+      .array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name like libgl1'))
+      .optional()
+      .describe("Debian packages to add to uvimage's base (with their dependencies), in a layer of their own: what the image's ELF files need that the flavour lacks"),
+    'allow-missing': z.array(z.string().min(1)).optional().describe('shared libraries (sonames) the image may lack: ones only loaded optionally'),
+    strip: z.boolean().optional().describe("strip debug information from the wheels' ELF files (default true)"),
+    source: z
+      .boolean()
+      .optional()
+      .describe("copy the project's source tree into the working directory (default: when uv does not install the project as a package)"),
+    'source-include': z.array(z.string().min(1)).optional().describe('only these paths of the source tree (gitignore patterns)'),
+    'source-exclude': z.array(z.string().min(1)).optional().describe('paths of the source tree to leave out (gitignore patterns), beside .dockerignore or the defaults'),
+    sbom: z.boolean().optional().describe('attach CycloneDX and SPDX SBOMs to every pushed image and OCI layout as OCI referrers (default false; --sbom DIR also writes them to DIR)'),
   })
   .describe('uvimage settings ([tool.uvimage] in pyproject.toml)');
 

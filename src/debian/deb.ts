@@ -3,7 +3,7 @@
  * entries, without extracting anything to disk as a tree. data.tar is read through
  * src/oci/spooled-tar.ts (spooled once, files served from offsets, hostile paths refused).
  *
- * Compression: xz (Debian's archive, through lzma-native), gzip (node:zlib), zstd (Ubuntu's
+ * Compression: xz (Debian's archive, through src/debian/xz.ts), gzip (node:zlib), zstd (Ubuntu's
  * choice; Node 20 has no zstd, so `zstd -dc` is spawned when installed, else a clear error), and
  * uncompressed members.
  */

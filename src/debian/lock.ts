@@ -31,6 +31,8 @@ export interface DebianLockPackage {
   /** SHA256 of the .deb, 64 hex digits. */
   sha256: string;
   size: number;
+  /** The layer it goes in when not the one its name implies: `extra` for debian-packages and their closure. */
+  layer?: 'extra';
 }
 
 export interface DebianLock {
@@ -65,6 +67,7 @@ export function createDebianLock(
   roots: string[],
   packages: readonly Pick<DebianPackage, 'name' | 'version' | 'arch' | 'filename' | 'sha256' | 'size' | 'archiveUrl'>[],
   exclude: string[] = [],
+  extra: ReadonlySet<string> = new Set(),
 ): DebianLock {
   return {
     version: 1,
@@ -83,6 +86,7 @@ export function createDebianLock(
         url: debUrl(pkg),
         sha256: pkg.sha256,
         size: pkg.size,
+        ...(extra.has(pkg.name) ? { layer: 'extra' as const } : {}),
       }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
   };
@@ -110,6 +114,7 @@ export function formatDebianLock(lock: DebianLock): string {
       url: pkg.url,
       sha256: pkg.sha256,
       size: pkg.size,
+      ...(pkg.layer ? { layer: pkg.layer } : {}),
     })),
   };
   return `# Written by uvimage: the Debian packages this image is built from. Do not edit by hand.\n${stringify(document)}\n`;
@@ -133,6 +138,7 @@ const lockSchema = z.object({
         url: z.string(),
         sha256: z.string().regex(/^[a-f0-9]{64}$/, 'not a SHA256'),
         size: z.number().int().nonnegative(),
+        layer: z.literal('extra').optional(),
       }),
     )
     .default([]),

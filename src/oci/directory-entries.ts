@@ -11,13 +11,25 @@ import type { LayerEntry } from './layer-entry.js';
  * the layer writer uses — because a tar hardlink must follow the file it points at. Sockets, fifos and devices are refused: an image layer built from a project tree has
  * no use for them.
  */
-export async function directoryEntries(root: string, options: { prefix?: string; uid?: number; gid?: number } = {}): Promise<LayerEntry[]> {
+export async function directoryEntries(
+  root: string,
+  options: {
+    prefix?: string;
+    uid?: number;
+    gid?: number;
+    /** Which paths (relative to root, '/'-separated) go in; a directory left out is not entered. Default: all. */
+    keep?: (path: string, isDirectory: boolean) => boolean;
+    /** Called with each directory (relative to root, '' for root) before its entries are read. */
+    enter?: (path: string) => Promise<void>;
+  } = {},
+): Promise<LayerEntry[]> {
   const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
   const owner = { uid: options.uid ?? 0, gid: options.gid ?? 0 };
   const entries: LayerEntry[] = [];
   const linkedPaths = new Map<string, string[]>();
 
   async function walk(dir: string, relative: string): Promise<void> {
+    await options.enter?.(relative);
     let names: string[];
     try {
       names = (await readdir(dir)).sort();
@@ -29,6 +41,7 @@ export async function directoryEntries(root: string, options: { prefix?: string;
       const path = relative ? `${relative}/${name}` : name;
       const imagePath = prefix ? posix.join(prefix, path) : path;
       const stats = await lstat(full);
+      if (options.keep && !options.keep(path, stats.isDirectory())) continue;
       const mode = stats.mode & 0o7777;
       if (stats.isDirectory()) {
         entries.push({ type: 'directory', path: imagePath, mode, ...owner });

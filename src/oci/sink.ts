@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Progress } from '../progress.js';
 import type { Artifact, Layer } from './image.js';
 import type { Platform } from './platform.js';
+import type { Referrer } from './referrers.js';
 
 /** Gives the bytes of any blob an artifact refers to (from the store, fetching pulled layers on demand). */
 export interface BlobSource {
@@ -16,6 +17,11 @@ export interface SinkContext {
   progress: Progress;
   /** Tags given with -t, as written by the user (e.g. `registry.example.com/me/app:1.0`). */
   tags: string[];
+  /**
+   * Documents attached to the artifact's images (their SBOMs) as OCI referrers: the push and the
+   * OCI layout sinks store them beside the images; the others have no place for them.
+   */
+  referrers?: readonly Referrer[];
 }
 
 /** What one sink did, for the human summary and for --json. */

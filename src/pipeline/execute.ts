@@ -6,10 +6,11 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { writeDebianBase } from '../debian/build-base.js';
+import { writeDebianBase } from '../base/build.js';
 import { architectures } from '../facts/architectures.js';
 import type { Digest } from '../oci/digest.js';
 import { directoryEntries } from '../oci/directory-entries.js';
@@ -29,11 +30,14 @@ import type { LayerEntry } from '../oci/layer-entry.js';
 import { writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import { parsePlatform } from '../oci/platform.js';
 import type { BlobStore } from '../oci/store.js';
+import type { ProjectIndex } from '../python/indexes.js';
 import type { UvLock } from '../python/lock.js';
-import { fetchStandalone, writeStandaloneLayer, type TrimmedGroup } from '../python/standalone.js';
-import { buildVenvLayers } from '../python/venv-layers.js';
+import { fetchStandalone, writeStandaloneLayer, type TrimmedGroup } from '../runtime/standalone.js';
+import { buildVenvLayers, prepareVenvWheels, type BuildVenvLayersOptions, type PreparedWheels } from '../python/venv-layers.js';
 import type { BuildPlan, PlatformPlan } from './plan.js';
 import { venvRoot } from './plan.js';
+import { checkClosure, closureError, type ClosureReport } from './closure.js';
+import { sourceTreeEntries } from './source-tree.js';
 import type { BytecodeCompilers, PipelineContext } from './sources.js';
 
 /** What was built for one platform, for the summary and --json: read from what execution did, not copied from the plan. */
@@ -51,6 +55,8 @@ export interface PlatformReport {
   debs: { name: string; version: string; digest: Digest }[];
   /** The runtime settings of the image config written. */
   config: ContainerConfig;
+  /** What the closure check found: every ELF file's libraries in the image (misses accepted by allow-missing listed). */
+  closure: ClosureReport;
 }
 
 export interface ExecutedBuild {
@@ -62,16 +68,38 @@ export interface ExecuteContext extends PipelineContext {
   compilers: BytecodeCompilers;
   /** The lock, for naming the wheels that exist when a package cannot be built for a target. */
   lock?: UvLock;
+  /** The project's package indexes, with what finds their credentials (planned as names and redacted URLs). */
+  indexes?: ProjectIndex[];
 }
 
 export async function executePlan(plan: BuildPlan, context: ExecuteContext): Promise<ExecutedBuild> {
-  const images: Image[] = [];
-  const reports: PlatformReport[] = [];
-  for (const platformPlan of plan.platforms) {
-    const { image, report } = await executePlatform(plan, platformPlan, context);
-    images.push(image);
-    reports.push(report);
+  // Every platform's wheels first: what must be built is built before any layer is written, so a
+  // package that cannot be built for a target stops the build before it has written anything.
+  const prepared: { options: BuildVenvLayersOptions; wheels: PreparedWheels }[] = [];
+  try {
+    for (const platformPlan of plan.platforms) {
+      const options = await venvOptions(plan, platformPlan, context);
+      prepared.push({ options, wheels: await prepareVenvWheels(platformPlan.install, options) });
+    }
+    const images: Image[] = [];
+    const reports: PlatformReport[] = [];
+    for (const [index, platformPlan] of plan.platforms.entries()) {
+      const { image, report } = await executePlatform(plan, platformPlan, prepared[index]!, context);
+      images.push(image);
+      reports.push(report);
+    }
+    // Every image's ELF files have their libraries inside it, or nothing is written.
+    if (reports.some((report) => report.closure.missing.length > 0)) {
+      const suites = plan.platforms.map((platform) => (platform.base.kind === 'debian' ? platform.base.plan.suite : undefined));
+      throw closureError(reports.map((report) => report.closure), suites.find(Boolean));
+    }
+    return await assembleArtifact(plan, images, reports, context);
+  } finally {
+    for (const { wheels } of prepared) await wheels.close();
   }
+}
+
+async function assembleArtifact(plan: BuildPlan, images: Image[], reports: PlatformReport[], context: ExecuteContext): Promise<ExecutedBuild> {
   const mediaTypes = plan.outputs.mediaTypes;
   if (images.length === 1) return { artifact: { kind: 'image', image: images[0]! }, reports };
   const index = assembleIndex(images, { annotations: plan.annotations, flavour: mediaTypes });
@@ -79,7 +107,38 @@ export async function executePlan(plan: BuildPlan, context: ExecuteContext): Pro
   return { artifact: { kind: 'index', index }, reports };
 }
 
-async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: ExecuteContext): Promise<{ image: Image; report: PlatformReport }> {
+/** How a platform's venv is built: its runtime, its bytecode compiler, where the project is, its indexes. */
+async function venvOptions(plan: BuildPlan, p: PlatformPlan, context: ExecuteContext): Promise<BuildVenvLayersOptions> {
+  const compiler = p.bytecode ? await context.compilers.get(p.bytecode) : undefined;
+  const interpreter = p.runtime.interpreter;
+  const workspaceRoot = plan.project.workspaceRoot;
+  return {
+    store: context.store,
+    venvRoot,
+    runtime: { interpreter, home: interpreter.slice(0, interpreter.lastIndexOf('/')), version: p.runtime.version },
+    projectDir: plan.project.dir,
+    compiler,
+    progress: context.progress,
+    mtime: plan.created.seconds,
+    env: context.env,
+    lock: context.lock,
+    indexes: context.indexes,
+    // The CPython that compiles bytecode is of the runtime's minor version: uv builds with it too.
+    buildPython: compiler?.interpreter,
+    layers: p.venvLayers,
+    strip: plan.strip,
+    // uv records the build machine's path; the image records where the project lives in it, so
+    // the same project gives the same bytes on every machine.
+    directUrlFor: (dir) => `file:///app${dir === workspaceRoot ? '' : `/${dir.slice(workspaceRoot.length + 1)}`}`,
+  };
+}
+
+async function executePlatform(
+  plan: BuildPlan,
+  p: PlatformPlan,
+  venv: { options: BuildVenvLayersOptions; wheels: PreparedWheels },
+  context: ExecuteContext,
+): Promise<{ image: Image; report: PlatformReport }> {
   const { store, progress, env } = context;
   const mtime = plan.created.seconds;
   const platform = parsePlatform(p.platform);
@@ -121,32 +180,21 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
   }
 
   // The virtualenv: the locked packages for this target, then the project.
-  const compiler = p.bytecode ? await context.compilers.get(p.bytecode) : undefined;
-  const interpreter = runtime.interpreter;
-  const workspaceRoot = plan.project.workspaceRoot;
-  const venv = await buildVenvLayers(p.install, {
-    store,
-    venvRoot,
-    runtime: { interpreter, home: interpreter.slice(0, interpreter.lastIndexOf('/')), version: runtime.version },
-    projectDir: plan.project.dir,
-    compiler,
-    progress,
-    mtime,
-    env,
-    lock: context.lock,
-    // The CPython that compiles bytecode is of the runtime's minor version: uv builds with it too.
-    buildPython: compiler?.interpreter,
-    layers: p.venvLayers,
-    // uv records the build machine's path; the image records where the project lives in it, so
-    // the same project gives the same bytes on every machine.
-    directUrlFor: (dir) => `file:///app${dir === workspaceRoot ? '' : `/${dir.slice(workspaceRoot.length + 1)}`}`,
-  });
-  for (const [index, layer] of venv.dependencies.entries()) {
+  const venvLayers = await buildVenvLayers(p.install, { ...venv.options, prepared: venv.wheels });
+  for (const [index, layer] of venvLayers.dependencies.entries()) {
     added.push({ layer, history: { created_by: `uvimage: dependencies${index === 0 ? '' : ` (own layer ${index})`}`, comment: 'uvimage' } });
     roles.push(index === 0 ? 'dependencies' : `dependencies (own layer ${index})`);
   }
-  added.push({ layer: venv.project, history: { created_by: `uvimage: project ${plan.project.name}`, comment: 'uvimage' } });
+  added.push({ layer: venvLayers.project, history: { created_by: `uvimage: project ${plan.project.name}`, comment: 'uvimage' } });
   roles.push('project');
+
+  if (plan.source) {
+    const { entries } = await sourceTreeEntries(plan.source, venvRoot);
+    const files = entries.filter((entry) => entry.type === 'file').length;
+    if (files !== plan.source.files) throw new UserError(`${plan.source.dir}: the source tree changed while building (${plan.source.files} files planned, ${files} now); build again`);
+    added.push({ layer: await writeLayer(store, entries, { mtime }), history: { created_by: `uvimage: source tree ${plan.source.dest}`, comment: 'uvimage' } });
+    roles.push('source');
+  }
 
   if (p.files.length > 0) {
     added.push({ layer: await filesLayer(store, plan.project.dir, p.files, mtime), history: { created_by: 'uvimage: files', comment: 'uvimage' } });
@@ -161,6 +209,26 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
   const image = assembleImage({ platform, config: imageConfig, layers, annotations, flavour: plan.outputs.mediaTypes });
   await store.putBytes(image.config.bytes);
   await store.putBytes(image.manifest.bytes);
+  const runtimeRoot = runtime.kind === 'standalone' ? runtime.root : '/usr/lib';
+  const closure = await checkClosure(layers, {
+    arch: p.target.arch,
+    platform: p.platform,
+    suite: p.base.kind === 'debian' ? p.base.plan.suite : undefined,
+    mirror: p.base.kind === 'debian' ? p.base.mirror : undefined,
+    allowMissing: plan.allowMissing,
+    pythonInterpreters: [
+      { root: venvRoot, interpreter: `${venvRoot}/bin/python` },
+      { root: runtimeRoot, interpreter: runtime.interpreter },
+    ],
+    stdlibModules: new RegExp(`^${runtimeRoot}/(lib/)?python3\\.\\d+/lib-dynload/`),
+    workdir: imageConfig.config?.WorkingDir ?? '/',
+    store,
+    blobs: context.blobs,
+    env,
+  });
+  for (const finding of closure.unloadableModules) {
+    progress.info(`warning: ${p.platform}: the runtime's ${finding.neededBy.map((needer) => posix.basename(needer.chain[0] ?? needer.file)).join(', ')} cannot load: ${finding.soname} is not in the image`);
+  }
   return {
     image,
     report: {
@@ -170,10 +238,11 @@ async function executePlatform(plan: BuildPlan, p: PlatformPlan, context: Execut
       base: p.base.name,
       layers: layers.map((layer, index) => ({ role: roles[index]!, digest: layer.descriptor.digest, size: layer.descriptor.size })),
       trimmed,
-      packages: venv.packages.length,
-      wheels: venv.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, filename: pkg.filename, layer: pkg.layer })),
+      packages: venvLayers.packages.length,
+      wheels: venvLayers.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, filename: pkg.filename, layer: pkg.layer })),
       debs,
       config: imageConfig.config ?? {},
+      closure,
     },
   };
 }

@@ -16,19 +16,23 @@ import { dirname, join, relative } from 'node:path';
 import { UserError } from '../errors.js';
 import type { BuildRequest, OutputRequest } from '../config/request.js';
 import type { ToolUvimage } from '../config/schema.js';
-import { lockPathFor, planDebianBaseFrom, type BaseName, type BytecodeInterpreter, type DebianBasePlan, type ResolvedBasePackages } from '../debian/build-base.js';
+import { lockPathFor, planDebianBaseFrom, type BaseName, type BytecodeInterpreter, type DebianBasePlan, type ResolvedBasePackages } from '../base/build.js';
 import { architectures, type Architecture } from '../facts/architectures.js';
 import { debianSuites, defaultDebianSuite, type DebianSuite } from '../facts/debian-suites.js';
 import type { Digest } from '../oci/digest.js';
 import { Annotation, mergeContainerConfig, type ConfigChanges, type ContainerConfig, type ImageConfig, type Layer } from '../oci/image.js';
 import { formatPlatform, type Platform } from '../oci/platform.js';
 import { buildSettingsFromToolUv, checkInstallOptions, checkLockAllowsPython, planInstall, type InstallOptions, type InstallPlan } from '../python/install-set.js';
+import type { ProjectIndex } from '../python/indexes.js';
 import type { LockedProject } from '../python/locked-project.js';
 import { normalizeName } from '../python/markers.js';
 import { matchesSpecifiers } from '../python/pep440.js';
-import { chooseStandaloneDownload, standaloneLayerKey, trimRuleNames, type StandaloneDownload } from '../python/standalone.js';
+import { chooseStandaloneDownload, standaloneLayerKey, trimRuleNames, type StandaloneDownload } from '../runtime/standalone.js';
 import type { PythonTarget } from '../python/target.js';
 import { planVenvLayers, type VenvLayerPlan } from '../python/venv-layers.js';
+import { redactUrl } from '../net/proxy.js';
+import { formatBytes } from '../progress.js';
+import { planSourceTree, type SourceTreePlan } from './source-tree.js';
 
 /** Where the virtualenv lives in every image uvimage builds. */
 export const venvRoot = '/app/.venv';
@@ -42,7 +46,7 @@ export interface PlanSources {
   /** The CPython on this machine that compiles bytecode for a minor version, if there is one. */
   bytecodeInterpreter(minor: string): Promise<BytecodeInterpreter | undefined>;
   /** The packages of a uvimage Debian base, from the signed index or the Debian lock. */
-  debianBasePackages(request: { base: BaseName; suite: DebianSuite; arch: Architecture; mirror?: string; lockPath?: string }): Promise<ResolvedBasePackages>;
+  debianBasePackages(request: { base: BaseName; suite: DebianSuite; arch: Architecture; mirror?: string; lockPath?: string; extraPackages?: string[] }): Promise<ResolvedBasePackages>;
   /** A base from a registry for one platform: its manifest digest, config and layers (not their bytes). */
   pulledBase(reference: string, platform: Platform): Promise<PulledBase>;
   /** The glibc of a pulled base, from its dpkg database. */
@@ -64,7 +68,7 @@ export interface PulledBase {
 }
 
 export type BasePlan =
-  | { kind: 'debian'; name: string; plan: DebianBasePlan }
+  | { kind: 'debian'; name: string; plan: DebianBasePlan; mirror?: string }
   | { kind: 'pulled'; name: string; reference: string; manifestDigest: Digest; config: ImageConfig; layers: Layer[] };
 
 export type RuntimePlan =
@@ -88,7 +92,7 @@ export type RuntimePlan =
 
 /** One layer of the image, in order: what it is, what it is made of, the record it is cached under. */
 export interface LayerPlan {
-  role: 'base' | 'runtime' | 'dependencies' | 'dependency' | 'project' | 'files';
+  role: 'base' | 'runtime' | 'dependencies' | 'dependency' | 'project' | 'source' | 'files';
   /** The layer as the build's summary and --json name it: `base: libc`, `dependencies (own layer 1)`, `project` … */
   label: string;
   /** What goes in, as people name it: packages with versions, wheels, the archive, files. */
@@ -131,6 +135,14 @@ export interface BuildPlan {
   lock: { path: string; checked: 'fresh' | 'frozen' };
   created: { seconds: number; iso: string; from: string };
   install: InstallOptions;
+  /** The project's source tree, copied into the working directory (apps that run from it). */
+  source?: SourceTreePlan;
+  /** Whether debug information is stripped from the wheels' ELF files (part of every venv layer's key). */
+  strip: boolean;
+  /** Sonames the closure check accepts missing (allow-missing). */
+  allowMissing: string[];
+  /** The package indexes downloads use, and where each is declared (credentials are never part of a plan). */
+  indexes: { name?: string; url: string; from: string }[];
   platforms: PlatformPlan[];
   /** Annotations of the index, for a multi-platform build. */
   annotations: Record<string, string>;
@@ -180,7 +192,7 @@ export async function readPythonVersionFile(file: string): Promise<string | unde
  * names in the request), then the metadata reads (Debian index, pulled bases), then the pure
  * layout of every platform's image.
  */
-export async function planBuild(request: BuildRequest, locked: LockedProject, sources: PlanSources): Promise<BuildPlan> {
+export async function planBuild(request: BuildRequest, locked: LockedProject, sources: PlanSources, indexes: ProjectIndex[] = []): Promise<BuildPlan> {
   const { config } = request;
   const project = locked.project;
   const runtimeKind = config.runtime ?? 'standalone';
@@ -189,6 +201,7 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
   const install = installOptions(config, locked);
   const asked = await requestedPython(request, locked);
   const fallback = await defaultCommand(config, locked);
+  const source = await planSourceTree(project, config, { workdir: config.workdir ?? '/app', venvRoot, origin: request.origins.source });
 
   // 1. The runtime and Python version of every platform: nothing is downloaded for these.
   const table = runtimeKind === 'standalone' ? await sources.standaloneDownloads() : undefined;
@@ -218,9 +231,9 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
     }
   }
 
-  // 3. The lock, as uv judges it; then what the request asks of it.
-  await sources.checkLock(locked, { frozen: request.frozen, python: interpreters.get(chosen[0]!.minor)?.interpreter });
+  // 3. The lock, as uv judges it (with the Python chosen, which the lock must allow); then what the request asks of it.
   for (const { download } of chosen) if (download) checkLockAllowsPython(locked.lock, download.version);
+  await sources.checkLock(locked, { frozen: request.frozen, python: interpreters.get(chosen[0]!.minor)?.interpreter });
   checkInstallOptions(project, locked.lock, install);
   const lockNames = new Set(locked.lock.packages.map((pkg) => normalizeName(pkg.name)));
   for (const name of config['separate-layers'] ?? []) {
@@ -274,6 +287,7 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
       ownLayer: config['separate-layers'] ? { packages: config['separate-layers'] } : undefined,
       projectDir: project.dir,
       bytecode: bytecode ?? undefined,
+      strip: config.strip ?? true,
     });
 
     const baseConfig = base.kind === 'pulled' ? (base.config.config ?? {}) : debianBaseContainerConfig(base.plan);
@@ -301,7 +315,7 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
       install: installPlan,
       venvLayers,
       files,
-      layers: layerPlans(base, runtime, venvLayers, files),
+      layers: layerPlans(base, runtime, venvLayers, source, files),
       config: mergeContainerConfig(baseConfig, changes),
       changes,
       command,
@@ -315,6 +329,10 @@ export async function planBuild(request: BuildRequest, locked: LockedProject, so
     lock: { path: locked.lock.path, checked: request.frozen ? 'frozen' : 'fresh' },
     created: { seconds: request.created.seconds, iso: request.created.iso, from: request.created.from },
     install,
+    source,
+    strip: config.strip ?? true,
+    allowMissing: config['allow-missing'] ?? [],
+    indexes: indexes.map((index) => ({ ...(index.name ? { name: index.name } : {}), url: redactUrl(index.url), from: index.from })),
     platforms,
     annotations: { [Annotation.created]: request.created.iso },
     outputs: request.outputs,
@@ -342,9 +360,9 @@ async function planBase(
   }
   const base: BaseName = runtimeKind === 'debian' ? 'python3' : config.flavour ?? 'cc';
   const lockPath = lockPathFor(config['debian-lock'] && join(request.pyproject.dir, config['debian-lock']), arch);
-  const resolved = await sources.debianBasePackages({ base, suite, arch, mirror: config['debian-mirror'], lockPath });
+  const resolved = await sources.debianBasePackages({ base, suite, arch, mirror: config['debian-mirror'], lockPath, extraPackages: config['debian-packages'] });
   const plan = planDebianBaseFrom(resolved, { base, suite, arch, mtime: request.created.seconds, bytecode: bytecode ?? undefined });
-  return { kind: 'debian', name: `uvimage ${runtimeKind === 'debian' ? 'cc + python3' : base} (Debian ${suite})`, plan };
+  return { kind: 'debian', name: `uvimage ${runtimeKind === 'debian' ? 'cc + python3' : base} (Debian ${suite})`, plan, mirror: config['debian-mirror'] };
 }
 
 /** The container config of a uvimage Debian base as the app sees it: the base's own entrypoint (python3's) is not the app's. */
@@ -354,7 +372,7 @@ function debianBaseContainerConfig(plan: DebianBasePlan): ContainerConfig {
 }
 
 /** The ordered layers of one platform's image, for the plan and for comparing with what was built. */
-function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLayerPlan[], files: { src: string; dest: string }[]): LayerPlan[] {
+function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLayerPlan[], source: SourceTreePlan | undefined, files: { src: string; dest: string }[]): LayerPlan[] {
   const layers: LayerPlan[] = [];
   if (base.kind === 'pulled') {
     for (const layer of base.layers) layers.push({ role: 'base', label: 'base', inputs: [`${base.reference} ${layer.descriptor.digest}`], key: { blob: layer.descriptor.digest } });
@@ -376,6 +394,7 @@ function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLay
       key: layer.key ? { record: 'venv-layer', name: layer.key } : null,
     });
   }
+  if (source) layers.push({ role: 'source', label: 'source', inputs: [`${source.dir} -> ${source.dest}: ${source.files} files, ${formatBytes(source.bytes)} (${source.rules})`], key: null });
   if (files.length > 0) layers.push({ role: 'files', label: 'files', inputs: files.map((file) => `${file.src} -> ${file.dest}`), key: null });
   return layers;
 }
@@ -423,17 +442,4 @@ function imageChanges(config: ToolUvimage, fallback: string[], base: ContainerCo
   if (entrypoint) changes.Entrypoint = entrypoint;
   changes.Cmd = cmd;
   return changes;
-}
-
-/** A URL without its userinfo, for the plan and messages (a mirror's credentials are never printed). */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (!parsed.username && !parsed.password) return url;
-    parsed.username = '';
-    parsed.password = '';
-    return parsed.href;
-  } catch {
-    return url;
-  }
 }

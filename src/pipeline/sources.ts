@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { createGunzip } from 'node:zlib';
 import { UserError } from '../errors.js';
-import { resolveBasePackages, type BytecodeInterpreter } from '../debian/build-base.js';
+import { resolveBasePackages, type BytecodeInterpreter } from '../base/build.js';
 import type { Layer } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';
 import type { BlobSource } from '../oci/sink.js';
@@ -16,7 +16,8 @@ import { readTar } from '../oci/tar-reader.js';
 import type { Progress } from '../progress.js';
 import type { HostPycCompiler } from '../python/bytecode.js';
 import { checkLockWithUv, checkRequiredUv, requiresUvVersion, uvVersion } from '../python/lock-check.js';
-import { loadStandaloneDownloads, standaloneUrl } from '../python/standalone.js';
+import { loadStandaloneDownloads, standaloneUrl } from '../runtime/standalone.js';
+import { locateUv } from '../python/uv.js';
 import { openBytecodeCompiler } from '../python/venv-layers.js';
 import type { RegistryClient } from '../registry/client.js';
 import { pullBaseImage } from '../registry/pull.js';
@@ -85,9 +86,10 @@ export function defaultPlanSources(context: PipelineContext, compilers: Bytecode
     },
     pulledBaseGlibc: (base, reference) => glibcOfBase(base, store, context.blobs, reference),
     checkLock: async (locked, options) => {
-      if (!options.frozen) return checkLockWithUv(locked.root, locked.members, { env, python: options.python, store });
+      const uv = await locateUv({ env, store, progress });
+      if (!options.frozen) return checkLockWithUv(locked.root, locked.members, { env, uv, python: options.python, store });
       // Frozen: the lock is taken as it is, but the uv the project asks for still has to be the one that builds it.
-      if (await requiresUvVersion(locked.root)) await checkRequiredUv(locked.root, await uvVersion(env), env);
+      if (await requiresUvVersion(locked.root)) await checkRequiredUv(locked.root, await uvVersion(env, uv), uv);
     },
   };
 }

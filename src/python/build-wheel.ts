@@ -42,7 +42,7 @@ export async function buildWheel(source: string, options: BuildWheelOptions): Pr
   const env: NodeJS.ProcessEnv = { ...(options.env ?? process.env) };
   if (options.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(options.sourceDateEpoch);
   try {
-    await runUv(args, { env, cwd: outDir, uv: options.uv, why: `building ${options.name} (uv build --wheel)` }).catch((error: unknown) => {
+    await runUv(args, { env, cwd: outDir, uv: options.uv, why: `building ${options.name}` }).catch((error: unknown) => {
       throw error instanceof UvFailed ? new UserError(`uv build --wheel of ${options.name} failed: ${error.lastLines()}`) : error;
     });
     const wheels = (await readdir(outDir)).filter((name) => name.endsWith('.whl'));

@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import type { BlobStore } from '../oci/store.js';
@@ -23,15 +24,17 @@ export interface LockCheckOptions {
   python?: string;
   /** Where "fresh" verdicts are remembered. */
   store?: BlobStore;
+  /** The uv to run (locateUv's answer); default uvExecutable(env). */
+  uv?: string;
 }
 
 /** The uv's version (`uv --version`: `uv 0.13.9 (…)`). */
-export async function uvVersion(env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const { stdout } = await runUv(['--version'], { env, why: 'reading uv.lock' }).catch((error: unknown) => {
-    throw error instanceof UvFailed ? new UserError(`${uvExecutable(env)} --version failed: ${error.lastLines()}`) : error;
+export async function uvVersion(env: NodeJS.ProcessEnv = process.env, uv = uvExecutable(env)): Promise<string> {
+  const { stdout } = await runUv(['--version'], { env, uv, cwd: tmpdir(), why: 'reading uv.lock' }).catch((error: unknown) => {
+    throw error instanceof UvFailed ? new UserError(`${uv} --version failed: ${error.lastLines()}`) : error;
   });
   const version = /^uv (\d+\.\d+\.\d+\S*)/.exec(stdout.trim())?.[1];
-  if (!version) throw new UserError(`${uvExecutable(env)} --version said ${JSON.stringify(stdout.trim())}, not a uv version`);
+  if (!version) throw new UserError(`${uv} --version said ${JSON.stringify(stdout.trim())}, not a uv version`);
   return version;
 }
 
@@ -49,7 +52,7 @@ async function requiredVersion(root: PyProject): Promise<{ spec: string; where: 
 }
 
 /** The uv a project wants: one line naming what it wants and what was found when they differ. */
-export async function checkRequiredUv(root: PyProject, version: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+export async function checkRequiredUv(root: PyProject, version: string, uv: string): Promise<void> {
   const required = await requiredVersion(root);
   if (!required) return;
   let ok: boolean;
@@ -59,7 +62,7 @@ export async function checkRequiredUv(root: PyProject, version: string, env: Nod
     throw new UserError(`${required.where}: ${JSON.stringify(required.spec)} is not a version specifier`);
   }
   if (!ok) {
-    throw new UserError(`${required.where} is ${JSON.stringify(required.spec)}, but the uv found (${uvExecutable(env)}) is ${version}; install a uv that matches, or point $UV at one`);
+    throw new UserError(`${required.where} is ${JSON.stringify(required.spec)}, but the uv found (${uv}) is ${version}; install a uv that matches, or point $UV at one`);
   }
 }
 
@@ -81,20 +84,28 @@ async function checkKey(root: PyProject, members: PyProject[], uv: string, versi
  */
 export async function checkLockWithUv(root: PyProject, members: PyProject[], options: LockCheckOptions = {}): Promise<void> {
   const env = options.env ?? process.env;
-  const version = await uvVersion(env);
-  await checkRequiredUv(root, version, env);
-  const key = await checkKey(root, members, uvExecutable(env), version, env);
-  await (options.store?.cached('uv-lock-check', key, () => askUv(root, env, options.python), { valid: (record) => record === 'fresh' }) ?? askUv(root, env, options.python));
+  const uv = options.uv ?? uvExecutable(env);
+  const version = await uvVersion(env, uv);
+  await checkRequiredUv(root, version, uv);
+  const key = await checkKey(root, members, uv, version, env);
+  const ask = () => askUv(root, env, uv, options.python);
+  await (options.store?.cached('uv-lock-check', key, ask, { valid: (record) => record === 'fresh' }) ?? ask());
 }
 
-async function askUv(root: PyProject, env: NodeJS.ProcessEnv, python: string | undefined): Promise<'fresh'> {
-  const args = ['lock', '--check', '--offline', '--quiet', '--no-progress', '--color', 'never'];
+async function askUv(root: PyProject, env: NodeJS.ProcessEnv, uv: string, python: string | undefined): Promise<'fresh'> {
+  // --directory: uv works as if started in the workspace (its settings, its uv.toml); the process
+  // itself starts elsewhere, so a version manager's shim in front of uv does not pick a Python by
+  // the project's .python-version before uv even runs.
+  const args = ['lock', '--check', '--offline', '--quiet', '--no-progress', '--color', 'never', '--directory', root.dir];
   if (python) args.push('--python', python);
+  const lock = join(root.dir, 'uv.lock');
   try {
-    await runUv(args, { env, cwd: root.dir, why: 'checking uv.lock (uv lock --check)' });
+    await runUv(args, { env, uv, cwd: tmpdir(), why: `checking ${lock}` });
   } catch (error) {
     if (!(error instanceof UvFailed)) throw error;
-    throw new UserError(`uv lock --check refuses ${join(root.dir, 'uv.lock')}: ${error.lastLines()}; run \`uv lock\`, or pass --frozen`);
+    const said = error.lastLines();
+    if (/needs to be updated|No solution found|Failed to (generate|parse)/.test(said)) throw new UserError(`uv lock --check refuses ${lock}: ${said}; run \`uv lock\`, or pass --frozen`);
+    throw new UserError(`uv lock --check of ${lock} failed: ${said}`);
   }
   return 'fresh';
 }

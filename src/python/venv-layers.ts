@@ -34,6 +34,7 @@ import type { UvLock } from './lock.js';
 import { normalizeName } from './markers.js';
 import { compatibleTags, wheelTags } from './tags.js';
 import { describeTarget } from './target.js';
+import { locateUv } from './uv.js';
 import { defaultVenvRoot, venvScheme, venvSkeletonEntries, type VenvRuntime } from './venv.js';
 import { installWheel, type InstalledWheel } from './wheel-installer.js';
 
@@ -60,7 +61,7 @@ export interface BuildVenvLayersOptions {
   ownLayer?: { minBytes?: number; packages?: string[] };
   /** Downloads at once; default 8. */
   concurrency?: number;
-  /** The uv executable for builds; default uvExecutable(env): $UV, else 'uv' on PATH. */
+  /** The uv executable for builds; default locateUv: $UV, else `uv` on PATH, else the pinned uv fetched into the store. */
   uv?: string;
   /** The interpreter `uv build` builds with (`--python`); default the runtime's minor version, found by uv. */
   buildPython?: string;
@@ -205,28 +206,37 @@ interface ReadyWheel {
   member: boolean;
 }
 
-export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayersOptions): Promise<VenvLayers> {
+/** The wheels of a venv, ready to install: locked ones known by digest (fetched on first use), the others built. */
+export interface PreparedWheels {
+  wheels: ReadyWheel[];
+  /** The stage the wheels' downloads are shown in (they go on while the layers are written). */
+  downloads?: Stage;
+  /** Removes what the builds left in temp directories; after the layers are written. */
+  close(): Promise<void>;
+}
+
+/**
+ * Step 1 of a venv: every wheel, ready. A wheel the lock gives a sha256 for is known by that
+ * digest without being fetched: a layer whose key matches is reused without reading (or
+ * downloading) any wheel. The others are fetched when a layer needs them, at most `concurrency`
+ * at once, each verified against the lock as it streams into the store (or rehashed there once).
+ * What has to be built (the project, members, sdists, git and path sources) is built now, so a
+ * package that cannot be built for the target fails before any layer is written.
+ */
+export async function prepareVenvWheels(plan: InstallPlan, options: BuildVenvLayersOptions): Promise<PreparedWheels> {
   const { store } = options;
-  const root = options.venvRoot ?? defaultVenvRoot;
-  const scheme = venvScheme(root, options.runtime.version);
-  const runtime: VenvRuntime = { interpreter: options.runtime.interpreter, home: options.runtime.home, version: options.runtime.version };
   const mtime = options.mtime ?? buildTimestamp().seconds;
   const env = options.env ?? process.env;
   const cleanups: (() => Promise<void>)[] = [];
-  const arch = architectureOfPython(plan.target.arch);
-  const shown: VenvStages = {
-    wheels: options.progress?.stage(stages.wheels(arch)),
-    builds: options.progress?.stage(stages.builds(arch)),
-    bytecode: options.progress?.stage(stages.bytecode(arch)),
-    layers: options.progress?.stage(stages.venvLayers(arch)),
+  const close = async (): Promise<void> => {
+    for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => undefined);
   };
-
+  const arch = architectureOfPython(plan.target.arch);
+  // Downloads start here (wheels the lock has no hash for) and go on when the layers need the
+  // others: the stage goes with the prepared wheels. Builds are over when this returns.
+  const downloads = options.progress?.stage(stages.wheels(arch));
+  const builds = options.progress?.stage(stages.builds(arch));
   try {
-    // 1. Wheels. A wheel the lock gives a sha256 for is known by that digest without being
-    // fetched: a layer whose key matches is reused without reading (or downloading) any wheel.
-    // The others are fetched when a layer needs them, at most `concurrency` at once, each
-    // verified against the lock as it streams into the store (or rehashed there once).
-    const layers = options.layers ?? planVenvLayers(plan, { ...options, bytecode: options.compiler });
     const remote = plan.packages.filter((pkg): pkg is WheelPackage => pkg.kind === 'wheel');
     const limit = semaphore(Math.max(1, options.concurrency ?? 8));
     const downloadOptions = { store, baseDir: options.projectDir, indexes: options.indexes, env };
@@ -239,7 +249,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
       // A wheel the store has is not a download: only the others are a task of the stage (whoever
       // calls fetch has counted it with `expect` first).
       const download = async (): Promise<DownloadedWheel> =>
-        (await present()) ?? limit(() => asTask(shown.wheels, source.filename, (task) => downloadWheel(source, { ...downloadOptions, task })));
+        (await present()) ?? limit(() => asTask(downloads, source.filename, (task) => downloadWheel(source, { ...downloadOptions, task })));
       const fetch = (): Promise<DownloadedWheel> => (fetched ??= download());
       const missing = async () => (await present()) === undefined;
       let digest: Digest;
@@ -247,22 +257,45 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
       if (pkg.wheel.hash !== undefined && isDigest(pkg.wheel.hash)) digest = pkg.wheel.hash;
       else {
         // No usable hash in the lock: the digest is only known once the wheel is here.
-        shown.wheels?.expect(1, pkg.wheel.size);
+        downloads?.expect(1, pkg.wheel.size);
         const wheel = await fetch();
         digest = wheel.digest;
         size = wheel.size;
       }
       wheels.push({ name: pkg.name, version: pkg.version, filename: pkg.wheel.filename, digest, size, path: async () => (await fetch()).path, missing, member: false });
     }
-    const builds = venvPackages(plan).filter((pkg): pkg is BuildPackage => pkg.kind === 'build');
-    shown.builds?.expect(builds.length);
-    for (const pkg of builds) wheels.push(await buildPackage(pkg, plan, options, mtime, cleanups, shown.builds));
-    shown.builds?.finish();
-    const byName = new Map(wheels.map((wheel) => [normalizeName(wheel.name), wheel]));
+    const toBuild = venvPackages(plan).filter((pkg): pkg is BuildPackage => pkg.kind === 'build');
+    builds?.expect(toBuild.length);
+    for (const pkg of toBuild) wheels.push(await buildPackage(pkg, plan, options, mtime, cleanups, builds));
+    return { wheels, close, downloads };
+  } catch (error) {
+    downloads?.finish();
+    await close();
+    throw error;
+  } finally {
+    builds?.finish();
+  }
+}
+
+/** The venv's layers (step 2: each planned layer from its wheels), from wheels prepared before or now. */
+export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayersOptions & { prepared?: PreparedWheels }): Promise<VenvLayers> {
+  const { store } = options;
+  const root = options.venvRoot ?? defaultVenvRoot;
+  const scheme = venvScheme(root, options.runtime.version);
+  const runtime: VenvRuntime = { interpreter: options.runtime.interpreter, home: options.runtime.home, version: options.runtime.version };
+  const mtime = options.mtime ?? buildTimestamp().seconds;
+  const prepared = options.prepared ?? (await prepareVenvWheels(plan, options));
+  const arch = architectureOfPython(plan.target.arch);
+  const downloads = prepared.downloads;
+  const compiled = options.progress?.stage(stages.bytecode(arch));
+  const written = options.progress?.stage(stages.venvLayers(arch));
+  try {
+    const layers = options.layers ?? planVenvLayers(plan, { ...options, bytecode: options.compiler });
+    const byName = new Map(prepared.wheels.map((wheel) => [normalizeName(wheel.name), wheel]));
 
     // 2. Each planned layer, from its wheels.
     const reuse = options.reuse ?? true;
-    const bytecode = options.compiler ? { compiler: options.compiler, cacheTag: cpythonCacheTag(options.runtime.version), store, reuse, stage: shown.bytecode } : undefined;
+    const bytecode = options.compiler ? { compiler: options.compiler, cacheTag: cpythonCacheTag(options.runtime.version), store, reuse, stage: compiled } : undefined;
     const prompt = options.prompt ?? plan.project.name;
     const strip = (options.strip ?? true) ? { store, reuse } : undefined;
     const base = venvKeyBase(options, options.compiler);
@@ -280,7 +313,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
       if (planned.key !== null && planned.key !== BlobStore.recordName(key)) throw new Error(`venv layer ${planned.label}: its key is not the planned one`);
       const hit = (): void => {
         reused++;
-        shown.layers?.skip('unchanged');
+        written?.skip('unchanged');
       };
       return store.cached('venv-layer', key, () => writeGroup(planned.label, group, planned.skeleton), { blobs: (layer) => [layer.descriptor?.digest], reuse, hit });
     };
@@ -289,8 +322,8 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
       // Start fetching every wheel of the layer; installs below take them as they arrive. The
       // downloads are counted first, so the stage says n of m from its start.
       const missing = await Promise.all(group.map((wheel) => wheel.missing()));
-      const downloads = group.filter((_, index) => missing[index]);
-      shown.wheels?.expect(downloads.length, downloads.reduce((sum, wheel) => sum + wheel.size, 0));
+      const fetching = group.filter((_, index) => missing[index]);
+      downloads?.expect(fetching.length, fetching.reduce((sum, wheel) => sum + wheel.size, 0));
       for (const wheel of group) void wheel.path().catch(() => undefined);
       const opened: InstalledWheel[] = [];
       try {
@@ -326,14 +359,14 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
         }
         // Every wheel of the layer is here: that stage is over (a later layer's wheels are a
         // second round of it). Bytecode goes on with the next layer's wheels; it finishes with the venv.
-        shown.wheels?.finish();
-        return await asTask(shown.layers, label, (task) => writeLayer(store, entries, { mtime, onBytes: (bytes) => task.advance(bytes) }));
+        downloads?.finish();
+        return await asTask(written, label, (task) => writeLayer(store, entries, { mtime, onBytes: (bytes) => task.advance(bytes) }));
       } finally {
         for (const wheel of opened) wheel.close();
       }
     };
 
-    shown.layers?.expect(layers.length);
+    written?.expect(layers.length);
     const dependencies: WrittenLayer[] = [];
     let project: WrittenLayer | undefined;
     for (const planned of layers) {
@@ -343,17 +376,9 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     if (!project || dependencies.length === 0) throw new Error('a venv plan has a dependencies layer and a project layer');
     return { dependencies, project, packages, reused, bytecode: bytecode !== undefined };
   } finally {
-    for (const stage of Object.values(shown)) stage?.finish();
-    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+    for (const stage of [downloads, compiled, written]) stage?.finish();
+    if (!options.prepared) await prepared.close();
   }
-}
-
-/** The stages of a venv's layers: wheels downloaded, packages built, bytecode compiled, layers written. */
-interface VenvStages {
-  wheels?: Stage;
-  builds?: Stage;
-  bytecode?: Stage;
-  layers?: Stage;
 }
 
 /** Runs at most `count` of the functions given to it at once; a finished one hands its slot to the next waiting. */
@@ -413,14 +438,15 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
 
   /** `uv build --wheel` of a source tree or sdist; the wheel must fit the target; kept in the store. */
   const buildFrom = async (source: string): Promise<StoredWheel> => {
-    const built = await buildWheel(source, { uv: options.uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
+    const uv = options.uv ?? (await locateUv({ env: options.env, store, progress: options.progress }));
+    const built = await buildWheel(source, { uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
     cleanups.push(built.cleanup);
     if (!isPureWheel(built.filename)) {
       const targetTags = new Set(compatibleTags(target));
       const fits = target.arch === hostArch() && wheelTags(built.filename).some((tag) => targetTags.has(tag));
       if (!fits) {
         throw new UserError(
-          `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} ${pkg.reason === 'no-binary' ? `is no-binary (built from source, its wheels unused) for ${describeTarget(target)}` : `has no wheel for ${describeTarget(target)}`}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}`,
+          `${pkg.name}${pkg.version ? ` ${pkg.version}` : ''} ${pkg.reason === 'no-binary' ? `is no-binary (built from source, its wheels unused) for ${describeTarget(target)}` : `has no wheel for ${describeTarget(target)}`}, and building it here gives ${built.filename}, which is not for that platform${existingWheels(pkg.name, options.lock)}; ways out: build on a ${target.arch} machine, pin a version of ${pkg.name} with wheels for it, or leave that platform out`,
         );
       }
     }

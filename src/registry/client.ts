@@ -13,6 +13,7 @@ import type { Digest } from '../oci/digest.js';
 import type { BlobInfo, BlobStore } from '../oci/store.js';
 import { fetchBlob, getManifest, headBlob, headManifest, type FetchedManifest } from './reads.js';
 import { RegistryRequests, type RegistryClientOptions, type RepositoryRef } from './requests.js';
+import { getReferrers } from './referrers.js';
 import { mountBlob, putManifest, uploadBlob, type BlobUpload } from './uploads.js';
 
 export { manifestAccept, type FetchedManifest } from './reads.js';
@@ -82,6 +83,11 @@ export class RegistryClient {
   /** A manifest's digest, media type and size without its body, or undefined when absent. */
   headManifest(repo: RepositoryRef, reference: string): Promise<{ digest?: Digest; mediaType?: string; size?: number } | undefined> {
     return headManifest(this.requests, repo, reference);
+  }
+
+  /** The registry's referrers listing of a subject (an index), or undefined where it has no referrers API. */
+  getReferrers(repo: RepositoryRef, subject: Digest): Promise<Record<string, unknown> | undefined> {
+    return getReferrers(this.requests, repo, subject);
   }
 
   /** Puts a manifest or index under a tag or its digest; the registry must agree on its digest. */

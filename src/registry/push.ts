@@ -12,6 +12,7 @@ import type { Digest } from '../oci/digest.js';
 import { artifactImages, artifactRoot, type Artifact, type Layer } from '../oci/image.js';
 import type { Sink, SinkContext, SinkResult } from '../oci/sink.js';
 import { RegistryClient, type RegistryClientOptions, type RepositoryRef } from './client.js';
+import { attachReferrers, type ReferrerDetails } from './referrers.js';
 import { formatReference, parseReference, type ImageReference } from './reference.js';
 
 export interface RegistrySinkOptions extends RegistryClientOptions {
@@ -22,7 +23,7 @@ export interface RegistrySinkOptions extends RegistryClientOptions {
 }
 
 /** What the push did, in SinkResult.details. */
-export interface PushDetails {
+export interface PushDetails extends Partial<ReferrerDetails> {
   uploadedBlobs: number;
   skippedBlobs: number;
   mountedBlobs: number;
@@ -146,17 +147,13 @@ export class RegistrySink implements Sink {
     };
 
     const written: string[] = [];
-    for (const target of targets) {
+    /** One repository: its blobs (counted in `stage`), manifests, tags, then the referrers. */
+    const pushTarget = async (target: Target, stage: Stage): Promise<void> => {
       const { repo } = target;
-      const stage = context.progress.stage(stages.push(`${repo.registry}/${repo.repository}`));
       // Counted, not sized: a blob the registry has moves no bytes.
       stage.expect(layers.size + configs.size);
-      try {
-        await mapLimit([...layers.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
-        await mapLimit([...configs.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
-      } finally {
-        stage.finish();
-      }
+      await mapLimit([...layers.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
+      await mapLimit([...configs.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
       if (artifact.kind === 'index') {
         for (const image of images) {
           await client.putManifest(repo, image.manifest.descriptor.digest, {
@@ -173,6 +170,26 @@ export class RegistrySink implements Sink {
         written.push(formatReference({ ...repo, tag }));
       }
       if (target.tags.length === 0) written.push(formatReference({ ...repo, digest: rootDigest }));
+      if (context.referrers?.length) {
+        // After the images they are about, so a registry that checks a referrer's subject finds it.
+        const referrerBlobs = new Map<Digest, PendingBlob>();
+        for (const blob of context.referrers.flatMap((referrer) => referrer.blobs)) referrerBlobs.set(blob.descriptor.digest, { digest: blob.descriptor.digest, size: blob.bytes.length, bytes: blob.bytes });
+        stage.expect(referrerBlobs.size);
+        await mapLimit([...referrerBlobs.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
+        const referrerDetails: ReferrerDetails = { referrersPut: details.referrersPut ?? 0, referrersKept: details.referrersKept ?? 0, referrerIndexesPut: details.referrerIndexesPut ?? 0 };
+        await attachReferrers(client, repo, context.referrers, referrerDetails);
+        Object.assign(details, referrerDetails);
+      }
+    };
+
+    for (const target of targets) {
+      const { repo } = target;
+      const stage = context.progress.stage(stages.push(`${repo.registry}/${repo.repository}`));
+      try {
+        await pushTarget(target, stage);
+      } finally {
+        stage.finish();
+      }
     }
 
     return { sink: 'push', written, digest: rootDigest, bytes: uploadedBytes, details: { ...details } };

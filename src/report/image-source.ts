@@ -25,7 +25,8 @@ import type { Progress } from '../progress.js';
 import { spawnZstd } from '../debian/deb.js';
 import { UserError, describeError } from '../errors.js';
 import { HashingStream, isDigest, sha256Digest, type Digest } from '../oci/digest.js';
-import type { ImageConfig } from '../oci/image.js';
+import type { Image, ImageConfig } from '../oci/image.js';
+import type { BlobSource } from '../oci/sink.js';
 import { isIndexMediaType } from '../oci/media-types.js';
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from '../oci/platform.js';
 import type { BlobStore } from '../oci/store.js';
@@ -299,7 +300,7 @@ function sniffCompression(head: Buffer): Compression {
   return 'none';
 }
 
-async function* verifiedTar(
+export async function* verifiedTar(
   open: () => Promise<Readable>,
   expected: { mediaType?: string; digest?: Digest; size: number; diffId: Digest },
   what: string,
@@ -500,6 +501,29 @@ async function openDockerArchive(name: string, file: string, ref: string | undef
     };
   });
   return { name, transport: 'docker-archive', platform, annotations: {}, configDigest, config, layers };
+}
+
+// ---------------------------------------------------------------------------------------------
+// An image uvimage just built: its documents in hand, its layers from the BlobSource.
+
+/**
+ * A platform image of a build as a SourceImage, read the way any other image is (its layers
+ * from the store, or fetched from a pulled base's registry, checked as they stream), so what is
+ * reported about it is what the image holds.
+ */
+export async function openBuiltImage(name: string, image: Image, blobs: BlobSource): Promise<SourceImage> {
+  const byDigest = new Map(image.layers.map((layer) => [layer.descriptor.digest, layer]));
+  const access: BlobAccess = {
+    manifest: async () => image.manifest.bytes,
+    config: async () => image.config.bytes,
+    async layer(descriptor, _diffId, what) {
+      const layer = byDigest.get(descriptor.digest);
+      if (!layer) throw new Error(`${what} is not a layer of the image built`);
+      return blobs.openLayer(layer);
+    },
+  };
+  const root = { document: parseJsonObject(image.manifest.bytes, `${name}: manifest`), digest: image.manifest.descriptor.digest };
+  return imageFromDocuments(name, 'oci', root, access, image.platform);
 }
 
 // ---------------------------------------------------------------------------------------------

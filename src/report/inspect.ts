@@ -10,7 +10,7 @@ import { asTask, formatBytes, stages, type Progress } from '../progress.js';
 import type { Digest } from '../oci/digest.js';
 import type { ImageConfig } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';
-import type { TrimmedGroup } from '../python/standalone.js';
+import type { TrimmedGroup } from '../runtime/standalone.js';
 import { Annotation } from '../oci/image.js';
 import { mergeLayers, readLayerContents, type LayerContents, type MergedImage } from './contents.js';
 import type { Compression, SourceImage } from './image-source.js';
@@ -45,8 +45,12 @@ export interface ImageAnalysis {
   ownership: Ownership;
 }
 
-/** Reads and analyses every layer. `hash` also takes each file's sha256 (diff needs them). */
-export async function analyzeImage(source: SourceImage, options: { hash?: boolean; progress?: Progress } = {}): Promise<ImageAnalysis> {
+/**
+ * Reads and analyses every layer. `hash` also takes each file's sha256 (diff needs them);
+ * `collect` names more small files to keep the content of, beside the owners' metadata (SBOMs
+ * read copyright files).
+ */
+export async function analyzeImage(source: SourceImage, options: { hash?: boolean; progress?: Progress; collect?: (path: string) => boolean } = {}): Promise<ImageAnalysis> {
   const createdBy = layerHistory(source.config, source.layers.length);
   const layers: LayerAnalysis[] = [];
   const stage = options.progress?.stage(stages.readLayers(source.name));
@@ -56,7 +60,9 @@ export async function analyzeImage(source: SourceImage, options: { hash?: boolea
     let blob: { digest: Digest; compression: Compression } | undefined;
     let contents: LayerContents;
     try {
-      contents = await asTask(stage, `layer ${layer.index + 1}`, () => readLayerContents(layer.openTar((read) => (blob = read)), { what, collect: isOwnerMetadata, hash: options.hash }));
+      const extra = options.collect;
+      const collect = extra ? (path: string) => isOwnerMetadata(path) || extra(path) : isOwnerMetadata;
+      contents = await asTask(stage, `layer ${layer.index + 1}`, () => readLayerContents(layer.openTar((read) => (blob = read)), { what, collect, hash: options.hash }));
     } catch (error) {
       stage?.finish();
       throw error;

@@ -2,17 +2,18 @@
  * The `uvimage` bin as installed: src compiled by tsc and bundled by scripts/bundle.mjs (what
  * `npm run build` does), into a temp directory. The rest of the suite runs the sources through
  * tsx; here the bundle must behave the same: the same image digests as the sources give, the
- * openpgp chunk loaded when an InRelease is verified, lzma-native (left out of the bundle)
- * found for Packages.xz.
+ * openpgp chunk loaded when an InRelease is verified, the xz decoder (WebAssembly, bundled) for
+ * Packages.xz — with no node_modules anywhere above the bundle, as the package installs none.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, symlink } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { cliEnv, uvimage } from '../harness/cli.js';
 import { check } from '../harness/docker.js';
+import { compileBundle } from '../harness/installed-build.js';
 import { fastapiHello, sharedCliCache } from '../harness/project-build.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -24,11 +25,7 @@ const ok = (command: string, args: string[]): Promise<string> => check(command, 
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'uvimage-bundle-'));
-  // As in a package: dist/ beside node_modules (lzma-native is resolved from there at run time).
-  await symlink(join(repo, 'node_modules'), join(work, 'node_modules'));
-  await ok(join(repo, 'node_modules', '.bin', 'tsc'), ['-p', join(repo, 'tsconfig.json'), '--outDir', join(work, 'dist')]);
-  await ok(process.execPath, [join(repo, 'scripts', 'bundle.mjs'), join(work, 'dist')]);
-  bin = join(work, 'dist', 'bundle', 'uvimage.js');
+  bin = join(await compileBundle(work), 'uvimage.js');
 });
 
 after(async () => {
@@ -36,7 +33,7 @@ after(async () => {
 });
 
 test('the bundle is one module for the CLI and a chunk for openpgp, and says the package version', async () => {
-  const files = await readdir(join(work, 'dist', 'bundle'));
+  const files = await readdir(join(work, 'bundle'));
   assert.ok(files.includes('uvimage.js'), files.join(' '));
   assert.ok(files.some((name) => /^openpgp-.*\.js$/.test(name)), `openpgp loads on demand from its own chunk: ${files.join(' ')}`);
   const main = await readFile(bin, 'utf8');
@@ -54,7 +51,7 @@ test('the bundle builds the example to the same digest as the sources', async ()
   assert.equal(fromBundle.digest, (JSON.parse(fromSources.stdout) as { digest: string }).digest);
 });
 
-test('the bundle verifies a fresh InRelease (openpgp chunk) and reads Packages.xz (lzma-native)', async () => {
+test('the bundle verifies a fresh InRelease (openpgp chunk) and reads Packages.xz (the bundled xz decoder)', async () => {
   const cache = join(work, 'fresh-cache');
   const args = ['base', 'static', '--suite', 'trixie', '--cache-dir', cache, '--json'];
   const fromBundle = JSON.parse(await ok(process.execPath, [bin, ...args, '--oci', join(work, 'static-bundle')])) as { digest: string };

@@ -22,7 +22,7 @@ import {
   passwdFile,
   sortCertificatePaths,
   statusStanza,
-} from '../../src/debian/flavours.js';
+} from '../../src/base/flavours.js';
 
 // Written out from the files named above (not derived from our own module).
 const distroless = {

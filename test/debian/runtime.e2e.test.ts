@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { buildDebianBase } from '../../src/debian/build-base.js';
-import { flavourPackages } from '../../src/debian/flavours.js';
+import { buildDebianBase } from '../../src/base/build.js';
+import { flavourPackages } from '../../src/base/flavours.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { BlobStore } from '../../src/oci/store.js';
 import { sharedTestStore } from '../harness/cache.js';

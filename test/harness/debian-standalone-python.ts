@@ -42,10 +42,10 @@ import { readDebFile, type DebFile, type OpenedDeb } from '../../src/debian/deb.
 import type { Architecture } from '../../src/facts/architectures.js';
 import { debianSourceFrom, fetchDebs, loadPackageIndex } from '../../src/debian/archive/index.js';
 import { resolvePackages } from '../../src/debian/resolver.js';
-import { runtimeExcludes } from '../../src/debian/runtime.js';
+import { runtimeExcludes } from '../../src/runtime/debian.js';
 import type { BlobStore } from '../../src/oci/store.js';
 import { openPycCompiler } from '../../src/python/bytecode.js';
-import type { UvDownloadMetadata } from '../../src/python/standalone.js';
+import type { UvDownloadMetadata } from '../../src/runtime/standalone.js';
 import { sharedTestStore, testCacheDir } from './cache.js';
 import { check } from './docker.js';
 import { exists } from './project-build.js';

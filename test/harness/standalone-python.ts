@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chooseStandaloneDownload, loadStandaloneDownloads, standaloneUrl, type StandaloneDownload } from '../../src/python/standalone.js';
+import { chooseStandaloneDownload, loadStandaloneDownloads, standaloneUrl, type StandaloneDownload } from '../../src/runtime/standalone.js';
 import { testCacheDir } from './cache.js';
 import { exists } from './project-build.js';
 
@@ -27,7 +27,8 @@ export interface StandaloneMirror {
 
 /** The stand-in for `version` (made on first use, then reused from the test cache). */
 export async function standaloneMirror(version = '3.12.1'): Promise<StandaloneMirror> {
-  const dir = join(testCacheDir(), 'standalone-python', version);
+  // The suffix changes whenever scripts/make-standalone-python makes something else (2: without nis).
+  const dir = join(testCacheDir(), 'standalone-python', `${version}-2`);
   const metadataPath = join(dir, 'download-metadata.json');
   if (!(await exists(metadataPath))) {
     const result = spawnSync(script, [version, dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

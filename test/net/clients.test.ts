@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import { debianSourceFrom, loadPackageIndex } from '../../src/debian/archive/index.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { downloadWheel } from '../../src/python/download.js';
-import { chooseStandaloneDownload, fetchStandalone, loadStandaloneDownloads } from '../../src/python/standalone.js';
+import { chooseStandaloneDownload, fetchStandalone, loadStandaloneDownloads } from '../../src/runtime/standalone.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { pullBaseImage } from '../../src/registry/pull.js';
 import { RegistrySink } from '../../src/registry/push.js';

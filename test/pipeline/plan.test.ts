@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { resolveBuildRequest, type BuildFlags } from '../../src/config/request.js';
-import type { PlannedDeb, ResolvedBasePackages } from '../../src/debian/build-base.js';
-import { flavourPackages } from '../../src/debian/flavours.js';
+import type { PlannedDeb, ResolvedBasePackages } from '../../src/base/build.js';
+import { flavourPackages } from '../../src/base/flavours.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { planBuild, type BuildPlan, type PlanSources, type PulledBase } from '../../src/pipeline/plan.js';
 import { loadLockedProject } from '../../src/python/locked-project.js';
-import type { StandaloneDownload } from '../../src/python/standalone.js';
+import type { StandaloneDownload } from '../../src/runtime/standalone.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/python/', import.meta.url));
 
@@ -54,7 +54,7 @@ function plainSources(calls: string[] = []): PlanSources {
     debianBasePackages: async (request) => {
       calls.push(`debian ${request.base} ${request.suite} ${request.arch}`);
       const flavour = request.base === 'python3' ? 'cc' : request.base;
-      const resolved: ResolvedBasePackages = { base: flavourPackages(flavour, request.suite).map((name) => deb(name, '1.0-1', request.arch)), runtime: [] };
+      const resolved: ResolvedBasePackages = { base: flavourPackages(flavour, request.suite).map((name) => deb(name, '1.0-1', request.arch)), runtime: [], extra: [] };
       if (request.base === 'python3') resolved.runtime = [deb('python3.13', '3.13.5-2', request.arch), deb('libpython3.13-stdlib', '3.13.5-2', request.arch), deb('libexpat1', '2.7.1-2', request.arch)];
       return resolved;
     },

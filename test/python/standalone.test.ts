@@ -13,7 +13,7 @@ import {
   openStandaloneRuntime,
   standaloneUrl,
   type StandaloneDownload,
-} from '../../src/python/standalone.js';
+} from '../../src/runtime/standalone.js';
 import { matchesSpecifiers } from '../../src/python/pep440.js';
 import { serveDirectory, standaloneMirror, type StandaloneMirror, type StaticServer } from '../harness/standalone-python.js';
 

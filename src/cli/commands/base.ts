@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { UserError } from '../../errors.js';
 import type { MediaTypeFlavour } from '../../oci/image.js';
 import { hostPlatform, parsePlatformList } from '../../oci/platform.js';
-import { baseNames, buildDebianBaseArtifact, parseBaseName } from '../../debian/build-base.js';
+import { baseNames, buildDebianBaseArtifact, parseBaseName } from '../../base/build.js';
 import { parseArchitecture } from '../../facts/architectures.js';
 import { parseDebianSuite } from '../../facts/debian-suites.js';
 import { mediaTypesOption } from '../parse.js';

@@ -1,14 +1,17 @@
 import { Command, Option } from 'commander';
 import { debianSuiteNames } from '../../facts/debian-suites.js';
-import { flavourNames } from '../../debian/flavours.js';
+import { flavourNames } from '../../base/flavours.js';
 import { resolveBuildRequest, type BuildFlags } from '../../config/request.js';
 import { executePlan, type PlatformReport } from '../../pipeline/execute.js';
 import { planBuild, type BuildPlan, type PlatformPlan } from '../../pipeline/plan.js';
+import type { SourceTreePlan } from '../../pipeline/source-tree.js';
 import { BytecodeCompilers, defaultPlanSources, type PipelineContext } from '../../pipeline/sources.js';
+import { readIndexes, type ProjectIndex } from '../../python/indexes.js';
 import { loadLockedProject, type LockedProject } from '../../python/locked-project.js';
 import { formatBytes } from '../../progress.js';
 import { addImageConfigOptions } from '../parse.js';
 import { addOutputOptions, collect, openImageRun, type CommonOptions, type ImageRun } from '../run.js';
+import { checkSbomDirectory, emitSboms } from '../sbom.js';
 
 export type BuildOptions = CommonOptions & BuildFlags;
 
@@ -37,7 +40,14 @@ export function addImageOptions(command: Command): Command {
     .option('--separate-layer <package>', 'give this package a layer of its own, e.g. torch (repeatable)', collect, [])
     .option('--package <name>', 'the workspace member to build, as uv sync --package (repeatable)', collect, [])
     .option('--all-packages', 'every workspace member, as uv sync --all-packages')
-    .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml');
+    .option('--source-tree', "copy the project's source tree into the working directory (default: when uv does not install the project)")
+    .option('--no-source-tree', 'do not copy the source tree')
+    .option('--debian-package <name>', "a Debian package to add to uvimage's base, with its dependencies (repeatable)", collect, [])
+    .option('--allow-missing <soname>', 'a shared library the image may lack, e.g. one only loaded optionally (repeatable)', collect, [])
+    .option('--no-strip', "keep debug information in the wheels' ELF files")
+    .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml')
+    .option('--sbom <dir>', 'write CycloneDX and SPDX SBOMs per platform into DIR, and attach them to --push and --oci outputs')
+    .option('--no-sbom', 'no SBOMs, whatever tool.uvimage.sbom says');
   return addImageConfigOptions(command, {
     cmd: 'command: a JSON array of strings, or one word ({site-packages} and {venv} are expanded)',
     user: 'user to run as (default 65532, nonroot)',
@@ -55,7 +65,7 @@ export async function withPlan(
   directory: string,
   options: BuildOptions,
   outputs: 'required' | 'optional',
-  use: (plan: BuildPlan, context: PipelineContext & { run: ImageRun; compilers: BytecodeCompilers; locked: LockedProject }) => Promise<void>,
+  use: (plan: BuildPlan, context: PipelineContext & { run: ImageRun; compilers: BytecodeCompilers; locked: LockedProject; indexes: ProjectIndex[] }) => Promise<void>,
 ): Promise<void> {
   const request = await resolveBuildRequest(directory, options, process.env);
   const { package: packages, 'all-packages': allPackages } = request.config;
@@ -64,18 +74,22 @@ export async function withPlan(
   const context: PipelineContext = { store: run.store, client: run.client, blobs: run.blobs, progress: run.progress, env: process.env };
   const compilers = new BytecodeCompilers(context);
   try {
-    const plan = await planBuild(request, locked, defaultPlanSources(context, compilers));
-    await use(plan, { ...context, run, compilers, locked });
+    const indexes = await readIndexes(locked.root, context.env);
+    const plan = await planBuild(request, locked, defaultPlanSources(context, compilers), indexes);
+    await use(plan, { ...context, run, compilers, locked, indexes });
   } finally {
     await compilers.close();
   }
 }
 
-function describeLayers(report: PlatformReport, plan: PlatformPlan): string[] {
+function describeLayers(report: PlatformReport, plan: PlatformPlan, source: SourceTreePlan | undefined): string[] {
   const lines = [
     `  ${report.platform}: Python ${report.python} (${report.runtime}) on ${report.base}, ${report.packages} packages`,
     `    runs ${JSON.stringify(plan.command.words)}: ${plan.command.from}`,
   ];
+  const closure = report.closure;
+  lines.push(`    closure: ${closure.elfFiles} ELF files, every library they need is in the image${closure.allowed.length ? ` (allowed missing: ${closure.allowed.map((finding) => finding.soname).join(', ')})` : ''}${closure.unloadableModules.length ? `; stdlib modules that cannot load: ${closure.unloadableModules.map((finding) => finding.soname).join(', ')}` : ''}`);
+  if (source) lines.push(`    source tree ${source.dir} -> ${source.dest}: ${source.files} files, ${formatBytes(source.bytes)} (${source.why})`);
   for (const layer of report.layers) lines.push(`    ${layer.role.padEnd(24)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest.slice(0, 19)}`);
   const trimmed = report.trimmed?.reduce((sum, group) => sum + group.bytes, 0) ?? 0;
   if (trimmed > 0) lines.push(`    trimmed from the runtime: ${formatBytes(trimmed)} (${report.trimmed!.map((group) => group.rule).join('; ')})`);
@@ -83,9 +97,19 @@ function describeLayers(report: PlatformReport, plan: PlatformPlan): string[] {
 }
 
 async function buildCommand(directory: string, options: BuildOptions): Promise<void> {
+  if (typeof options.sbom === 'string') await checkSbomDirectory(options.sbom);
   await withPlan(directory, options, 'required', async (plan, context) => {
-    const { artifact, reports } = await executePlan(plan, { ...context, lock: context.locked.lock });
-    await context.run.emit(artifact, { json: { platforms: reports }, lines: reports.flatMap((report, index) => describeLayers(report, plan.platforms[index]!)) });
+    const executed = await executePlan(plan, { ...context, lock: context.locked.lock });
+    const { artifact, reports } = executed;
+    // The SBOMs are made from the image built (read back through src/report), before the sinks write it.
+    const sboms = await emitSboms(plan, executed, { blobs: context.blobs, progress: context.progress, tags: plan.outputs.tags });
+    const lines = reports.flatMap((report, index) => describeLayers(report, plan.platforms[index]!, plan.source));
+    if (sboms?.files.length) lines.push(`  SBOMs: ${sboms.files.join(', ')}`);
+    await context.run.emit(
+      artifact,
+      { json: { platforms: reports, ...(plan.source ? { source: plan.source } : {}), ...(sboms ? { sboms: sboms.files } : {}) }, lines },
+      { referrers: sboms?.referrers },
+    );
   });
 }
 

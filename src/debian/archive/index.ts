@@ -1,6 +1,6 @@
 /**
  * The Debian archive client: a suite's package index, verified from the archive's signature
- * down to every .deb, apart from what is built from it (src/debian/build-base.ts and friends).
+ * down to every .deb, apart from what is built from it (src/base/).
  *
  *   dists/<suite>/InRelease       clearsigned by a pinned Debian archive key (keys.ts); Suite or
  *                                 Codename must be the suite asked for; Valid-Until must not have

@@ -46,6 +46,7 @@ import { UserError, describeError } from '../../errors.js';
 import { digestHex, type Digest } from '../digest.js';
 import { Annotation, artifactImages, artifactRoot, type Artifact, type Descriptor, type Layer } from '../image.js';
 import { MediaType } from '../media-types.js';
+import { referrerDescriptor, type Referrer } from '../referrers.js';
 import type { BlobSource, Sink, SinkCheckContext, SinkContext, SinkResult } from '../sink.js';
 import type { BlobStore } from '../store.js';
 import { asTask, stages } from '../../progress.js';
@@ -112,8 +113,11 @@ export class OciLayoutSink implements Sink {
 
   async write(artifact: Artifact, context: SinkContext): Promise<SinkResult> {
     const sink = `--oci ${this.dir}`;
-    const entries = this.entries(artifact, context.tags);
-    const blobs = blobsOf(artifact);
+    // Referrers (SBOMs) go in as oras writes them: their blobs, and their manifests listed in
+    // index.json with their artifactType (untagged), where readers find them by their subject.
+    const referrers = context.referrers ?? [];
+    const entries = [...this.entries(artifact, context.tags), ...referrers.map(referrerDescriptor)];
+    const blobs = [...blobsOf(artifact), ...referrerBlobsOf(referrers)];
     const target = resolve(this.dir);
     const state = await layoutState(target, sink, this.dir);
 
@@ -226,6 +230,15 @@ function blobsOf(artifact: Artifact): BlobToWrite[] {
     }
     addDocument(image.config);
     addDocument(image.manifest);
+  }
+  return [...out.values()];
+}
+
+/** The blobs of the referrers, each once: the empty config, the documents, the artifact manifests. */
+function referrerBlobsOf(referrers: readonly Referrer[]): BlobToWrite[] {
+  const out = new Map<Digest, BlobToWrite>();
+  for (const document of referrers.flatMap((referrer) => [...referrer.blobs, referrer.manifest])) {
+    if (!out.has(document.descriptor.digest)) out.set(document.descriptor.digest, { digest: document.descriptor.digest, size: document.bytes.length, bytes: document.bytes });
   }
   return [...out.values()];
 }

@@ -3,7 +3,7 @@
  * 2026-08-21): the package lists of static/config.bzl, base/config.bzl and cc/config.bzl, and the
  * files common/BUILD.bazel and static/ add (passwd, group, home directories, /tmp, nsswitch.conf,
  * os-release, the CA bundle built by rules_distroless' cacerts.sh). Pure data and small pure
- * functions; reading packages and writing layers is src/debian/base-image.ts.
+ * functions; reading packages and writing layers is src/base/image.ts.
  */
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';

@@ -25,7 +25,7 @@ import type { LayerEntry } from '../oci/layer-entry.js';
 import { spoolTar, spooledLayerEntries, type SpooledMember, type SpooledTar } from '../oci/spooled-tar.js';
 import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import { BlobStore } from '../oci/store.js';
-import { compareVersions } from './pep440.js';
+import { compareVersions } from '../python/pep440.js';
 import { architectureOfPython, architectures, findArchitecture, type PythonArch } from '../facts/architectures.js';
 import { standaloneDownloadRows } from './standalone-downloads.js';
 

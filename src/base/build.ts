@@ -10,14 +10,14 @@ import type { Digest } from '../oci/digest.js';
 import { Annotation, assembleIndex, buildTimestamp, type Artifact, type ConfigChanges, type Image, type MediaTypeFlavour } from '../oci/image.js';
 import type { BlobStore } from '../oci/store.js';
 import { openPycCompiler, type HostPycCompiler } from '../python/bytecode.js';
-import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers, type BaseLayerPlan, type DebInput, type Layering, type PackagesLayer } from './base-image.js';
+import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers, type BaseLayerPlan, type DebInput, type Layering, type PackagesLayer } from './image.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import { flavourPackages, isFlavour, type FlavourName } from './flavours.js';
-import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from './archive/index.js';
-import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock, type DebianLock } from './lock.js';
-import { resolvePackages } from './resolver.js';
-import { pythonPackageFor, pythonRuntimeLayerKey, runtimeExcludes, writePythonRuntimeLayer } from './runtime.js';
+import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from '../debian/archive/index.js';
+import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock, type DebianLock } from '../debian/lock.js';
+import { resolvePackages } from '../debian/resolver.js';
+import { pythonPackageFor, pythonRuntimeLayerKey, runtimeExcludes, writePythonRuntimeLayer } from '../runtime/debian.js';
 
 /** The bases `uvimage base` builds: distroless' four flavours, and Debian's CPython on cc. */
 export const baseNames = ['static', 'base-nossl', 'base', 'cc', 'python3'] as const;
@@ -52,6 +52,8 @@ export interface BuildDebianBaseOptions {
   compiler?: HostPycCompiler;
   /** The CPython that compiles the python3 runtime's bytecode (its version is part of the layer's key). */
   bytecode?: BytecodeInterpreter;
+  /** Packages to add (with their dependency closure) in a layer above the flavour's: debian-packages. */
+  extraPackages?: string[];
   progress?: Progress;
   env?: NodeJS.ProcessEnv;
 }
@@ -69,8 +71,11 @@ export interface BuiltDebianBase {
   compressedSize: number;
 }
 
-/** The packages of a base: the flavour's list, and for python3 the interpreter's closure on top of cc. */
-export function planBasePackages(index: PackageIndex, base: BaseName, suite: DebianSuite): { base: DebianPackage[]; runtime: DebianPackage[] } {
+/**
+ * The packages of a base: the flavour's list, for python3 the interpreter's closure on top of cc,
+ * and the closure of the extra packages asked for (debian-packages) beyond both.
+ */
+export function planBasePackages(index: PackageIndex, base: BaseName, suite: DebianSuite, extra: readonly string[] = []): { base: DebianPackage[]; runtime: DebianPackage[]; extra: DebianPackage[] } {
   const flavour: FlavourName = base === 'python3' ? 'cc' : base;
   const pick = (name: string): DebianPackage => {
     const pkg = index.get(name);
@@ -79,10 +84,14 @@ export function planBasePackages(index: PackageIndex, base: BaseName, suite: Deb
   };
   const baseNames = flavourPackages(flavour, suite);
   const basePackages = baseNames.map(pick);
-  if (base !== 'python3') return { base: basePackages, runtime: [] };
-  const closure = resolvePackages(index, [pythonPackageFor(suite)], { exclude: runtimeExcludes });
   const inBase = new Set(baseNames);
-  return { base: basePackages, runtime: closure.filter((pkg) => !inBase.has(pkg.name)) };
+  const runtime = base === 'python3' ? resolvePackages(index, [pythonPackageFor(suite)], { exclude: runtimeExcludes }).filter((pkg) => !inBase.has(pkg.name)) : [];
+  for (const name of extra) {
+    if (!index.get(name)) throw new UserError(`debian-packages: ${name} is not a package of ${index.description}`);
+  }
+  const below = new Set([...inBase, ...runtime.map((pkg) => pkg.name)]);
+  const extraPackages = extra.length ? resolvePackages(index, [...extra], { exclude: runtimeExcludes }).filter((pkg) => !below.has(pkg.name)) : [];
+  return { base: basePackages, runtime, extra: extraPackages };
 }
 
 /** What a base needs from the index: enough to fetch and verify each .deb. */
@@ -96,16 +105,17 @@ export type PlannedDeb = Pick<DebianPackage, 'name' | 'version' | 'arch' | 'sha2
 async function plannedBasePackages(
   source: DebianSource,
   store: BlobStore,
-  options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'offline' | 'progress'>,
-): Promise<{ base: PlannedDeb[]; runtime: PlannedDeb[] }> {
+  options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'offline' | 'progress' | 'extraPackages'>,
+): Promise<ResolvedBasePackages> {
   const identity = await packageIndexIdentity(source, store, { offline: options.offline, progress: options.progress });
-  const key = JSON.stringify({ format: 1, identity, base: options.base, suite: options.suite, arch: source.arch });
+  const extra = [...new Set(options.extraPackages ?? [])].sort();
+  const key = JSON.stringify({ format: 2, identity, base: options.base, suite: options.suite, arch: source.arch, extra });
   return store.cached('debian-plan', key, async () => {
     const index = await loadPackageIndex(source, store, { offline: options.offline, progress: options.progress });
-    const plan = planBasePackages(index, options.base, options.suite);
+    const plan = planBasePackages(index, options.base, options.suite, extra);
     const slim = (pkg: DebianPackage): PlannedDeb => ({ name: pkg.name, version: pkg.version, arch: pkg.arch, sha256: pkg.sha256, size: pkg.size, archiveUrl: pkg.archiveUrl, filename: pkg.filename });
-    return { base: plan.base.map(slim), runtime: plan.runtime.map(slim) };
-  }, { valid: (record) => Array.isArray((record as { base?: unknown }).base) && Array.isArray((record as { runtime?: unknown }).runtime) });
+    return { base: plan.base.map(slim), runtime: plan.runtime.map(slim), extra: plan.extra.map(slim) };
+  }, { valid: (record) => ['base', 'runtime', 'extra'].every((group) => Array.isArray((record as Record<string, unknown>)[group])) });
 }
 
 /** A lock path for one architecture: `{arch}` in the path is replaced by it. */
@@ -113,24 +123,25 @@ export function lockPathFor(path: string | undefined, arch: Architecture): strin
   return path?.replaceAll('{arch}', arch);
 }
 
-/** The packages a base asks for by name: the flavour's list, and the interpreter for python3. */
-function baseRoots(base: BaseName, suite: DebianSuite): string[] {
+/** The packages a base asks for by name: the flavour's list, the interpreter for python3, the extra packages. */
+function baseRoots(base: BaseName, suite: DebianSuite, extra: readonly string[] = []): string[] {
   const flavour: FlavourName = base === 'python3' ? 'cc' : base;
-  return [...flavourPackages(flavour, suite), ...(base === 'python3' ? [pythonPackageFor(suite)] : [])];
+  return [...flavourPackages(flavour, suite), ...(base === 'python3' ? [pythonPackageFor(suite)] : []), ...extra];
 }
 
 /** The base's packages from its lock, or resolved (and the lock to write, which execution writes). */
 async function lockedBasePackages(
   source: DebianSource,
   store: BlobStore,
-  options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'offline' | 'progress' | 'updateLock'> & { lockPath: string },
-): Promise<{ base: PlannedDeb[]; runtime: PlannedDeb[]; writeLock?: { path: string; lock: DebianLock } }> {
-  const roots = baseRoots(options.base, options.suite);
-  const exclude = options.base === 'python3' ? runtimeExcludes : [];
+  options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'offline' | 'progress' | 'updateLock' | 'extraPackages'> & { lockPath: string },
+): Promise<ResolvedBasePackages> {
+  const roots = baseRoots(options.base, options.suite, options.extraPackages);
+  const exclude = options.base === 'python3' || options.extraPackages?.length ? runtimeExcludes : [];
   const lock = options.updateLock ? undefined : await readDebianLock(options.lockPath);
   if (!lock) {
     const planned = await plannedBasePackages(source, store, options);
-    return { ...planned, writeLock: { path: options.lockPath, lock: createDebianLock(source, roots, [...planned.base, ...planned.runtime], exclude) } };
+    const extra = new Set(planned.extra.map((pkg) => pkg.name));
+    return { ...planned, writeLock: { path: options.lockPath, lock: createDebianLock(source, roots, [...planned.base, ...planned.runtime, ...planned.extra], exclude, extra) } };
   }
   const locked = packagesFromLock(lock, source, roots, exclude, options.lockPath);
   const byName = new Map(lock.packages.map((pkg) => [pkg.name, pkg]));
@@ -139,9 +150,11 @@ async function lockedBasePackages(
     return { name: pkg.name, version: pkg.version, arch: pkg.arch, sha256: pkg.sha256, size: pkg.size, filename: pkg.filename, archiveUrl: pkg.url.slice(0, pkg.url.length - pkg.filename.length - 1) };
   };
   const inBase = new Set(flavourPackages(options.base === 'python3' ? 'cc' : options.base, options.suite));
+  const isExtra = (download: (typeof locked)[number]) => byName.get(download.name)!.layer === 'extra';
   return {
     base: locked.filter((download) => inBase.has(download.name)).map(asPlanned),
-    runtime: locked.filter((download) => !inBase.has(download.name)).map(asPlanned),
+    runtime: locked.filter((download) => !inBase.has(download.name) && !isExtra(download)).map(asPlanned),
+    extra: locked.filter((download) => !inBase.has(download.name) && isExtra(download)).map(asPlanned),
   };
 }
 
@@ -154,8 +167,8 @@ export interface DebianBasePlan {
   base: BaseName;
   suite: DebianSuite;
   arch: Architecture;
-  /** The flavour's packages, then (python3) the interpreter's closure beyond them; each verified by sha256 when fetched. */
-  packages: { base: PlannedDeb[]; runtime: PlannedDeb[] };
+  /** The flavour's packages, the extra packages' closure, (python3) the interpreter's closure; each verified by sha256 when fetched. */
+  packages: { base: PlannedDeb[]; extra: PlannedDeb[]; runtime: PlannedDeb[] };
   /** The Debian lock written with this base (the lock file was missing, or --update-lock). */
   writeLock?: { path: string; lock: DebianLock };
   layers: BaseLayerPlan[];
@@ -182,6 +195,8 @@ function debInput(pkg: PlannedDeb): DebInput {
 export interface ResolvedBasePackages {
   base: PlannedDeb[];
   runtime: PlannedDeb[];
+  /** debian-packages and their closure beyond the flavour (and the runtime): a layer of their own. */
+  extra: PlannedDeb[];
   /** The lock to write with the base (the lock file was missing, or --update-lock). */
   writeLock?: { path: string; lock: DebianLock };
 }
@@ -205,6 +220,7 @@ export function planDebianBaseFrom(
     suite,
     arch,
     packages: new Map(resolved.base.map((pkg) => [pkg.name, debInput(pkg)])),
+    extra: resolved.extra.map(debInput),
     mtime,
     layering: options.layering,
     layerCache: options.layerCache,
@@ -217,7 +233,7 @@ export function planDebianBaseFrom(
     runtimeLayer = { packages, compiler, key: options.layerCache === false ? null : pythonRuntimeLayerKey({ suite, arch, mtime, packages, compiler }) };
     changes = { ...changes, Entrypoint: ['/usr/bin/python3'] };
   }
-  return { base: options.base, suite, arch, packages: { base: resolved.base, runtime: resolved.runtime }, writeLock: resolved.writeLock, layers, runtimeLayer, changes, mtime };
+  return { base: options.base, suite, arch, packages: { base: resolved.base, extra: resolved.extra, runtime: resolved.runtime }, writeLock: resolved.writeLock, layers, runtimeLayer, changes, mtime };
 }
 
 /** The CPython that precompiles the python3 runtime's standard library; without one, one line saying what to install. */
@@ -243,7 +259,7 @@ export async function writeDebianBase(
     await writeDebianLock(plan.writeLock.path, plan.writeLock.lock);
     options.progress?.info(`wrote the Debian lock ${plan.writeLock.path}`);
   }
-  const all = [...plan.packages.base, ...plan.packages.runtime];
+  const all = [...plan.packages.base, ...plan.packages.extra, ...plan.packages.runtime];
   const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress, suite: plan.suite, arch: plan.arch });
   const inputs = all.map((pkg, position): DebInput => ({ ...debInput(pkg), digest: digests[position]! }));
   const flavour: FlavourName = plan.base === 'python3' ? 'cc' : plan.base;

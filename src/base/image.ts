@@ -1,5 +1,5 @@
 /**
- * Distroless bases assembled from Debian packages: the flavour's packages (src/debian/flavours.ts)
+ * Distroless bases assembled from Debian packages: the flavour's packages (src/base/flavours.ts)
  * read straight from their verified .debs in the store (src/debian/deb.ts) into a few
  * deterministic layers, with the files distroless adds and a dpkg status.d entry per package.
  * No maintainer script runs: what the scripts would do that an image needs (the CA bundle,
@@ -21,7 +21,7 @@ import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-write
 import { ociPlatform } from '../oci/platform.js';
 import { BlobStore } from '../oci/store.js';
 import { asTask, type Stage, type StageTask } from '../progress.js';
-import { debLayerEntries, readDeb, type OpenedDeb } from './deb.js';
+import { debLayerEntries, readDeb, type OpenedDeb } from '../debian/deb.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import {
@@ -200,6 +200,8 @@ export function planBaseLayers(options: {
   suite: DebianSuite;
   arch: Architecture;
   packages: Map<string, DebInput>;
+  /** Extra packages (debian-packages and their closure): one layer of their own, above the flavour's. */
+  extra?: DebInput[];
   mtime: number;
   layering?: Layering;
   layerCache?: boolean;
@@ -220,6 +222,7 @@ export function planBaseLayers(options: {
       if (members.length > 0) groups.push({ group, packages: members });
     }
   }
+  if (options.extra?.length) groups.push({ group: 'extra', packages: options.extra });
   return groups.map(({ group, packages: members }, index) => {
     const mergedUsrLinks = index === 0 && debianSuites[suite].mergedUsr;
     const holdsCerts = members.some((pkg) => pkg.name === 'ca-certificates');

@@ -15,11 +15,11 @@ import type { LayerEntry } from '../oci/layer-entry.js';
 import { BlobStore } from '../oci/store.js';
 import { stages, type Progress, type Stage } from '../progress.js';
 import { openPycCompiler, pycPathFor, type HostPycCompiler } from '../python/bytecode.js';
-import { packagesLayerKey, writePackagesLayer, type DebInput, type PackagesLayer } from './base-image.js';
-import type { DebFile, OpenedDeb } from './deb.js';
+import { packagesLayerKey, writePackagesLayer, type DebInput, type PackagesLayer } from '../base/image.js';
+import type { DebFile, OpenedDeb } from '../debian/deb.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
-import { keepPackageFile } from './flavours.js';
+import { keepPackageFile } from '../base/flavours.js';
 
 /** The Debian package that is the interpreter of a suite ('python3.13'). */
 export function pythonPackageFor(suite: DebianSuite): string {
@@ -53,7 +53,7 @@ export interface PythonRuntimeLayerOptions {
 
 /** The pycs depend on the compiling interpreter's exact version as well as on the sources. */
 function runtimeCacheKey(compiler: { version: string; cacheTag: string }): unknown {
-  return { kind: 'python-runtime', compiler: compiler.version, cacheTag: compiler.cacheTag };
+  return { kind: 'python-runtime', format: 2, compiler: compiler.version, cacheTag: compiler.cacheTag };
 }
 
 /** The record name of the runtime layer of these packages, compiled by this interpreter. */
@@ -90,7 +90,11 @@ export async function writePythonRuntimeLayer(options: PythonRuntimeLayerOptions
       layers: options.layers,
       cacheKey: options.layerCache === false ? undefined : runtimeCacheKey(compiler),
       plannedKey: options.plannedKey,
-      extra: [{ type: 'symlink', path: 'usr/bin/python3', target: `python${minor}` }],
+      // As distroless' python3 image has them: python3 the interpreter, python beside it.
+      extra: [
+        { type: 'symlink', path: 'usr/bin/python3', target: `python${minor}` },
+        { type: 'symlink', path: 'usr/bin/python', target: 'python3' },
+      ],
       keep: (path) => keepPackageFile(path) && !isCruft(path),
       derive: async (debs) => {
         const entries = await compileStandardLibrary(debs, compiler, spoolPath, minor, options.progress, options.arch);
