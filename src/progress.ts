@@ -32,6 +32,11 @@ export interface StageSpec {
   names?: boolean;
   /** A fact for the finished line's parentheses beside the bytes: '3 of 5 layers already there'. */
   detail?: string;
+  /**
+   * The total is found as the work goes (the files of each wheel are counted as it is opened):
+   * the live line shows the count alone ("664 files"), not an n/m whose m keeps moving.
+   */
+  growing?: boolean;
 }
 
 export interface Stage {
@@ -79,7 +84,7 @@ export const stages = {
   runtimeLayer: (version: string): StageSpec => ({ doing: 'Writing', done: 'Wrote', what: `the Python ${version} runtime layer` }),
   builds: (arch: string): StageSpec => ({ doing: 'Building', done: 'Built', unit: ['package', 'packages'], what: `for ${arch}`, names: true }),
   wheels: (arch: string): StageSpec => ({ doing: 'Downloading', done: 'Downloaded', unit: ['wheel', 'wheels'], what: `for ${arch}` }),
-  bytecode: (arch: string): StageSpec => ({ doing: 'Compiling', done: 'Compiled', unit: ['file', 'files'], what: `to bytecode for ${arch}` }),
+  bytecode: (arch: string): StageSpec => ({ doing: 'Compiling', done: 'Compiled', unit: ['file', 'files'], what: `to bytecode for ${arch}`, growing: true }),
   venvLayers: (arch: string): StageSpec => ({ doing: 'Writing', done: 'Wrote', unit: ['venv layer', 'venv layers'], what: `for ${arch}` }),
   push: (repository: string): StageSpec => ({ doing: 'Pushing', done: 'Pushed', unit: ['blob', 'blobs'], what: `to ${repository}` }),
   ociLayout: (dir: string): StageSpec => ({ doing: 'Writing', done: 'Wrote', what: `the OCI layout ${dir}` }),

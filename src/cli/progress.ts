@@ -261,7 +261,8 @@ function runningTitle(spec: StageSpec): string {
 /** Where a running burst is: "23/60", "7.1 MiB/19.4 MiB", "3.2 MiB/s". */
 function runningFacts(spec: StageSpec, burst: Burst, now: number, withRate: boolean): string[] {
   const facts: string[] = [];
-  if (spec.unit && (burst.expectedCount > 0 || burst.doneCount > 0)) facts.push(`${burst.doneCount}/${Math.max(burst.expectedCount, burst.doneCount)}`);
+  if (spec.unit && spec.growing) facts.push(`${burst.doneCount} ${spec.unit[burst.doneCount === 1 ? 0 : 1]}`);
+  else if (spec.unit && (burst.expectedCount > 0 || burst.doneCount > 0)) facts.push(`${burst.doneCount}/${Math.max(burst.expectedCount, burst.doneCount)}`);
   if (burst.expectedBytes > 0) facts.push(`${formatBytes(Math.max(0, burst.bytes))}/${formatBytes(Math.max(burst.expectedBytes, burst.bytes))}`);
   else if (burst.bytes > 0) facts.push(formatBytes(burst.bytes));
   if (withRate) {

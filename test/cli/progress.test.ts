@@ -141,3 +141,24 @@ test('finished lines: counts, names of a few things built, bytes, what was skipp
   assert.equal(finishedLine(stages.baseLayers('cc', 'trixie', 'amd64'), { ...base, doneCount: 2, bytes: 9.7 * 1024 * 1024, busyMs: 2100 }), 'Wrote 2 base layers for amd64 (Debian trixie cc, 9.7 MiB) in 2.10s');
   assert.equal(formatDuration(125_000), '2m 05s');
 });
+
+test('a stage whose total grows as it goes says how many so far, not n of a moving m', async () => {
+  const log = plainLog();
+  const progress = createProgress({ stream: log.stream, heartbeatMs: 200 });
+  const bytecode = progress.stage(stages.bytecode('amd64'));
+  bytecode.expect(10);
+  await asTask(bytecode, 'a-1.0-py3-none-any.whl', async (task) => {
+    for (let i = 0; i < 10; i++) {
+      await sleep(50);
+      task.tick();
+    }
+    bytecode.expect(5);
+  }, { count: 0 });
+  bytecode.finish();
+  progress.close();
+  const lines = log.lines();
+  const during = lines.slice(1, -1);
+  assert.ok(during.length >= 1, lines.join('\n'));
+  for (const line of during) assert.match(line, /^Compiling files to bytecode for amd64: \d+ files?$/);
+  assert.match(lines.at(-1)!, /^Compiled 10 files to bytecode for amd64 in \d+ms$/);
+});
