@@ -165,6 +165,7 @@ test('bad flags are one line before anything is built', async () => {
     [['-p', '70000:8000'], /ports 1-65535/],
     [['-e', '=x'], /-e "=x": expected KEY=VALUE or KEY/],
     [['--platform', 'linux/amd64,linux/arm64'], /builds one platform/],
+    [['--sbom', 'out'], /uvimage run makes no SBOMs/],
   ] as const) {
     const running = startRun([fastapiHello, ...args]);
     assert.equal(await running.exited, 1);

@@ -87,6 +87,7 @@ async function runCommand(operands: string[], options: RunOptions, command: Comm
   for (const value of options.publish) parsePublish(value);
   for (const value of options.runEnv) parseRunEnv(value);
   if (options.platform?.includes(',')) throw new UserError(`--platform ${options.platform}: uvimage run builds one platform`);
+  if (typeof options.sbom === 'string') throw new UserError(`--sbom ${options.sbom}: uvimage run makes no SBOMs; uvimage build --sbom does`);
   const platform = formatPlatform(options.platform ? parsePlatform(options.platform, '--platform') : hostPlatform());
   const engine = options.engine;
   const tag = runTag(project);
