@@ -24,7 +24,9 @@ export interface ProgressOptions {
 export function createProgress(options: ProgressOptions = {}): CliProgress {
   if (options.quiet) return { ...silentProgress, close() {} };
   const stream = options.stream ?? process.stderr;
-  const view = stream.isTTY ? new LiveView(stream) : new PlainView(stream, options.heartbeatMs ?? 15_000);
+  // A terminal that cannot move its cursor (TERM=dumb: Emacs shells, some CI consoles) gets the plain lines.
+  const live = stream.isTTY && process.env.TERM !== 'dumb';
+  const view = live ? new LiveView(stream) : new PlainView(stream, options.heartbeatMs ?? 15_000);
   const progress = new StageBoard(view);
   openBoards.add(progress);
   return progress;
