@@ -5,7 +5,7 @@
  * packages and SOURCE_DATE_EPOCH give the same digests.
  */
 import { UserError } from '../errors.js';
-import type { Progress } from '../progress.js';
+import { stages, type Progress, type Stage } from '../progress.js';
 import type { Digest } from '../oci/digest.js';
 import { Annotation, assembleIndex, buildTimestamp, type Artifact, type ConfigChanges, type Image, type MediaTypeFlavour } from '../oci/image.js';
 import type { BlobStore } from '../oci/store.js';
@@ -272,10 +272,27 @@ export async function writeDebianBase(
     options.progress?.info(`wrote the Debian lock ${plan.writeLock.path}`);
   }
   const all = [...plan.packages.base, ...plan.packages.extra, ...plan.packages.runtime];
-  const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress });
+  const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress, suite: plan.suite, arch: plan.arch });
   const inputs = all.map((pkg, position): DebInput => ({ ...debInput(pkg), digest: digests[position]! }));
   const flavour: FlavourName = plan.base === 'python3' ? 'cc' : plan.base;
-  const layers = await writeBaseLayers({ flavour, suite: plan.suite, arch: plan.arch, store, layers: plan.layers, mtime: plan.mtime, progress: options.progress });
+  const stage = options.progress?.stage(stages.baseLayers(plan.base, plan.suite, plan.arch));
+  stage?.expect(plan.layers.length + (plan.runtimeLayer ? 1 : 0));
+  try {
+    return await writePlannedBase(plan, inputs, flavour, stage, options);
+  } finally {
+    stage?.finish();
+  }
+}
+
+async function writePlannedBase(
+  plan: DebianBasePlan,
+  inputs: DebInput[],
+  flavour: FlavourName,
+  stage: Stage | undefined,
+  options: Pick<BuildDebianBaseOptions, 'store' | 'progress' | 'mediaTypes' | 'env' | 'compiler'>,
+): Promise<BuiltDebianBase> {
+  const { store } = options;
+  const layers = await writeBaseLayers({ flavour, suite: plan.suite, arch: plan.arch, store, layers: plan.layers, mtime: plan.mtime, stage });
   if (plan.runtimeLayer) {
     const planned = plan.runtimeLayer;
     const compiler = options.compiler ?? (await openPycCompiler(debianSuites[plan.suite].python, { interpreter: planned.compiler.interpreter }));
@@ -294,6 +311,7 @@ export async function writeDebianBase(
           layerCache: planned.key !== null,
           plannedKey: planned.key ?? undefined,
           progress: options.progress,
+          layers: stage,
         }),
       );
     } finally {

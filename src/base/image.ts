@@ -20,7 +20,7 @@ import type { LayerEntry } from '../oci/layer-entry.js';
 import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import { ociPlatform } from '../oci/platform.js';
 import { BlobStore } from '../oci/store.js';
-import type { Progress } from '../progress.js';
+import { asTask, type Stage, type StageTask } from '../progress.js';
 import { debLayerEntries, readDeb, type OpenedDeb } from '../debian/deb.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
@@ -71,7 +71,8 @@ export interface WritePackagesLayerOptions {
   /** Which of a package's files go in (default: keepPackageFile). */
   keep?: (path: string, deb: OpenedDeb) => boolean;
   label: string;
-  progress?: Progress;
+  /** The stage the layer is counted in (written, or taken unchanged from the store). */
+  layers?: Stage;
   /**
    * What the layer is made of, beyond the packages' digests (JSON-able): with it, a layer built
    * before from the same inputs is taken from the store instead of being written again. Anything
@@ -103,16 +104,17 @@ export function packagesLayerKey(options: Pick<WritePackagesLayerOptions, 'suite
 }
 
 export async function writePackagesLayer(options: WritePackagesLayerOptions): Promise<WrittenPackagesLayer> {
-  if (options.cacheKey === undefined) return writePackagesLayerUncached(options);
+  const write = (): Promise<WrittenPackagesLayer> => asTask(options.layers, options.label, (task) => writePackagesLayerUncached(options, task));
+  if (options.cacheKey === undefined) return write();
   const key = packagesLayerKey(options as WritePackagesLayerOptions & { cacheKey: unknown });
   if (options.plannedKey !== undefined && options.plannedKey !== BlobStore.recordName(key)) throw new Error(`layer ${options.label}: its key is not the planned one`);
-  return options.store.cached('debian-layers', key, () => writePackagesLayerUncached(options), {
+  return options.store.cached('debian-layers', key, write, {
     blobs: (layer) => [layer.written?.descriptor?.digest],
-    hit: () => options.progress?.info(`layer ${options.label}: unchanged (cached)`),
+    hit: () => options.layers?.skip('unchanged'),
   });
 }
 
-async function writePackagesLayerUncached(options: WritePackagesLayerOptions): Promise<WrittenPackagesLayer> {
+async function writePackagesLayerUncached(options: WritePackagesLayerOptions, task: Pick<StageTask, 'advance'>): Promise<WrittenPackagesLayer> {
   const { store, suite, arch } = options;
   const { mergedUsr } = debianSuites[suite];
   const opened: OpenedDeb[] = [];
@@ -150,23 +152,16 @@ async function writePackagesLayerUncached(options: WritePackagesLayerOptions): P
     }
     const overrides = [...(options.extra ?? []), ...(options.derive ? await options.derive(opened) : [])];
     for (const entry of overrides) entries.set(entry.path, { entry, from: 'uvimage' });
-    const id = `layer:${options.label}`;
-    options.progress?.start(id, `writing layer ${options.label}`);
     const written = await writeLayer(store, [...entries.values()].map((item) => item.entry), {
       mtime: options.mtime,
-      onBytes: (bytes) => options.progress?.advance(id, bytes),
+      onBytes: (bytes) => task.advance(bytes),
     });
-    options.progress?.finish(id, `${formatMiB(written.uncompressedSize)} unpacked`);
     let contentSize = 0;
     for (const { entry } of entries.values()) if (entry.type === 'file') contentSize += entry.size;
     return { written, entries: entries.size, contentSize };
   } finally {
     await Promise.all(opened.map((deb) => deb.close()));
   }
-}
-
-function formatMiB(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 /** var/lib/dpkg/status.d/<pkg> (+ .md5sums), as distroless writes them, so trivy, syft and grype see the package. */
@@ -248,7 +243,8 @@ export interface DebianBaseOptions {
   /** The layers to write, as planned by planBaseLayers. */
   layers: BaseLayerPlan[];
   mtime: number;
-  progress?: Progress;
+  /** The stage the layers are counted in. */
+  stage?: Stage;
 }
 
 /** Writes the planned layers of a base flavour, first to last. */
@@ -264,7 +260,7 @@ export async function writeBaseLayers(options: DebianBaseOptions): Promise<Packa
       mtime: options.mtime,
       extra: planned.mergedUsrLinks ? mergedUsrLinks(arch) : [],
       label: `${options.flavour}-${suite}-${arch} ${planned.group}`,
-      progress: options.progress,
+      layers: options.stage,
       cacheKey: planned.key === null ? undefined : baseLayerCacheKey(index, planned.holdsCerts, planned.mergedUsrLinks),
       plannedKey: planned.key ?? undefined,
       derive: planned.holdsCerts

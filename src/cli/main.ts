@@ -2,7 +2,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { UserError, describeError } from '../errors.js';
+import { ExitStatus, UserError, describeError } from '../errors.js';
 import { baseCommandDefinition } from './commands/base.js';
 import { buildCommandDefinition } from './commands/build.js';
 import { buildFromDirCommandDefinition } from './commands/build-from-dir.js';
@@ -11,6 +11,8 @@ import { diffCommandDefinition } from './commands/diff.js';
 import { initCommandDefinition } from './commands/init.js';
 import { inspectCommandDefinition } from './commands/inspect.js';
 import { planCommandDefinition } from './commands/plan.js';
+import { runCommandDefinition } from './commands/run.js';
+import { abandonProgress } from './progress.js';
 import { uvimageVersion } from '../version.js';
 
 export function createProgram(): Command {
@@ -19,13 +21,13 @@ export function createProgram(): Command {
     .version(uvimageVersion)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `uvimage: ${text}` : text) });
-  for (const command of [buildCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), initCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
+  for (const command of [buildCommandDefinition(), runCommandDefinition(), buildFromDirCommandDefinition(), baseCommandDefinition(), planCommandDefinition(), configSchemaCommandDefinition(), initCommandDefinition(), inspectCommandDefinition(), diffCommandDefinition()]) {
     program.addCommand(command.exitOverride());
   }
   return program;
 }
 
-/** Maps failures to exit codes in one place: 1 for what the user can fix, 2 for a bug. */
+/** Maps failures to exit codes in one place: 1 for what the user can fix, 2 for a bug, a run container's own status. */
 export async function main(argv: string[]): Promise<number> {
   const program = createProgram();
   const debug = argv.includes('--debug');
@@ -37,6 +39,9 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version are successes; everything else commander reports is a usage error.
       return error.exitCode === 0 ? 0 : 1;
     }
+    if (error instanceof ExitStatus) return error.code;
+    // The error is the last thing on the screen: no live progress line is left under it.
+    abandonProgress();
     if (error instanceof UserError) {
       process.stderr.write(`uvimage: error: ${error.message}\n`);
       if (debug && error.stack) process.stderr.write(`${error.stack}\n`);

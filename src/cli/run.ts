@@ -8,14 +8,14 @@ import { BlobStore, defaultCacheDir } from '../oci/store.js';
 import { RegistryClient } from '../registry/client.js';
 import { fetchLayerBlob } from '../registry/pull.js';
 import { describeBuild, summarizeBuild } from './output.js';
-import type { Progress } from '../progress.js';
-import { createProgress } from './progress.js';
+import { createProgress, type CliProgress } from './progress.js';
 import { openSinks, registryOptionsFrom, type OutputOptions } from './sinks.js';
 
 /** Options every command that produces an image shares: where it goes, and how the run talks. */
 export interface CommonOptions extends OutputOptions {
   cacheDir?: string;
   json?: boolean;
+  quiet?: boolean;
   debug?: boolean;
 }
 
@@ -41,6 +41,7 @@ export function addOutputOptions(command: Command): Command {
     .option('--registry-password-stdin', 'read the registry password from standard input (or UVIMAGE_REGISTRY_PASSWORD)')
     .option('--cache-dir <dir>', `blob cache (default: $UVIMAGE_CACHE_DIR, else $XDG_CACHE_HOME/uvimage; now ${defaultCacheDir()})`)
     .option('--json', 'print the result as JSON on stdout')
+    .option('-q, --quiet', 'print only errors and the result (no progress, no warnings)')
     .option('--debug', 'print stack traces for errors');
 }
 
@@ -49,17 +50,19 @@ export interface ImageRun {
   store: BlobStore;
   /** One client for pulling bases, fetching their layers and pushing, so tokens are reused. */
   client: RegistryClient;
-  progress: Progress;
+  /** Closed by emit before the result is printed. */
+  progress: CliProgress;
   /** Layer bytes from the store, pulled base layers fetched on first use. */
   blobs: BlobSource;
   sinks: Sink[];
   /**
    * Sends the artifact to every sink and prints the result (human or --json); `report` adds what
-   * the command knows beyond the image (its JSON fields, and lines for people).
+   * the command knows beyond the image (its JSON fields, and lines for people), or says not to
+   * print it (`print: false`: `run`, whose stdout is the container's).
    */
   emit(
     artifact: Artifact,
-    report?: { json?: Record<string, unknown>; lines?: string[] },
+    report?: { json?: Record<string, unknown>; lines?: string[]; print?: boolean },
     attached?: { referrers?: readonly Referrer[]; variant?: { artifact: Artifact; tagSuffix: string } },
   ): Promise<SinkResult[]>;
 }
@@ -71,7 +74,8 @@ export interface ImageRun {
  * without asking for one.
  */
 export async function openImageRun(options: CommonOptions, check: { platforms: Platform[]; outputs?: 'required' | 'optional' }): Promise<ImageRun> {
-  const progress = createProgress({ quiet: options.json });
+  // --json keeps stderr quiet as --quiet does: scripts read stdout, and a log stays clean.
+  const progress = createProgress({ quiet: options.json || options.quiet });
   const store = await BlobStore.open(options.cacheDir ?? defaultCacheDir());
   const client = new RegistryClient(await registryOptionsFrom(options));
   const sinks = openSinks(options, client, store, check.outputs ?? 'required');
@@ -96,6 +100,8 @@ export async function openImageRun(options: CommonOptions, check: { platforms: P
         const tags = options.tag.map((tag) => variantTag(tag, variant.tagSuffix));
         for (const sink of sinks) results.push(await (sink.forVariant?.(variant.tagSuffix) ?? sink).write(variant.artifact, { blobs, progress, tags }));
       }
+      progress.close();
+      if (report?.print === false) return results;
       if (options.json) process.stdout.write(`${JSON.stringify({ ...describeBuild(artifact, results), ...report?.json }, null, 2)}\n`);
       else process.stdout.write(`${[summarizeBuild(artifact, results), ...(report?.lines ?? [])].join('\n')}\n`);
       return results;

@@ -21,7 +21,7 @@ import { makeReferrer, type Referrer } from '../oci/referrers.js';
 import { randomSuffix } from '../oci/sinks/common.js';
 import type { ExecutedBuild, PlatformReport } from '../pipeline/execute.js';
 import type { BuildPlan, PlatformPlan } from '../pipeline/plan.js';
-import type { Progress } from '../progress.js';
+import { asTask, stages, type Progress } from '../progress.js';
 import { normalizeName } from '../python/markers.js';
 import { parseReference, formatReference } from '../registry/reference.js';
 import { openBuiltImage } from '../report/image-source.js';
@@ -96,7 +96,8 @@ export async function makeSboms(
     const platformPlan = plan.platforms[position]!;
     const report = executed.reports[position]!;
     const source = await openBuiltImage(`${name} (${platformPlan.platform})`, image, context.blobs);
-    const analysis = await analyzeImage(source, { collect: isSbomMetadata, progress: context.progress });
+    // Read back as one task of the SBOM stage (emitSboms), not a stage of its own.
+    const analysis = await analyzeImage(source, { collect: isSbomMetadata });
     const contents = sbomContentsOf(analysis, report.layers.map((layer) => layer.role));
     const subject = image.manifest.descriptor;
     const model = collectSbom(
@@ -152,10 +153,10 @@ export async function emitSboms(
 ): Promise<{ referrers: Referrer[]; files: string[] } | undefined> {
   const { sbom } = plan.outputs;
   if (!sbom || (!sbom.dir && !sbom.attach)) return undefined;
-  const task = 'sbom';
-  context.progress.start(task, 'writing SBOMs (CycloneDX, SPDX)');
-  const sboms = await makeSboms(plan, executed, context);
-  const files = sbom.dir ? await writeSbomFiles(sbom.dir, sboms) : [];
-  context.progress.finish(task);
+  const stage = context.progress.stage(stages.sboms());
+  const { sboms, files } = await asTask(stage, 'CycloneDX, SPDX', async () => {
+    const made = await makeSboms(plan, executed, context);
+    return { sboms: made, files: sbom.dir ? await writeSbomFiles(sbom.dir, made) : [] };
+  }).finally(() => stage.finish());
   return { referrers: sbom.attach ? sbomReferrers(sboms, plan.created.iso) : [], files };
 }

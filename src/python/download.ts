@@ -15,6 +15,7 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import type { BlobStore } from '../oci/store.js';
 import { downloadToStore } from '../net/download.js';
 import { HttpStatusError, NetworkError } from '../net/request.js';
+import type { StageTask } from '../progress.js';
 
 export interface WheelSource {
   /** Package name, for messages. */
@@ -36,12 +37,6 @@ export interface PackageIndex {
   url: string;
 }
 
-export interface DownloadProgress {
-  start(id: string, label: string, totalBytes?: number): void;
-  advance(id: string, bytes: number): void;
-  finish(id: string, note?: string): void;
-}
-
 export interface DownloadOptions {
   store: BlobStore;
   /** Directory that relative `path` wheels are relative to (the lock's directory). */
@@ -50,7 +45,8 @@ export interface DownloadOptions {
   env?: NodeJS.ProcessEnv;
   /** Downloads at once; default 8. */
   concurrency?: number;
-  progress?: DownloadProgress;
+  /** Where the bytes downloaded are counted (a task of the stage that downloads them). */
+  task?: Pick<StageTask, 'advance'>;
 }
 
 export interface DownloadedWheel {
@@ -83,15 +79,25 @@ export async function downloadWheels(sources: WheelSource[], options: DownloadOp
   return results;
 }
 
+/** The wheel, if the store has it already (known by the lock's sha256): nothing to download. */
+export async function wheelInStore(source: WheelSource, store: BlobStore): Promise<DownloadedWheel | undefined> {
+  const expected = expectedDigest(source);
+  if (expected && (await store.hasIntact(expected))) return { digest: expected, path: store.blobPath(expected), size: await store.size(expected), downloaded: false };
+  return undefined;
+}
+
+function expectedDigest(source: WheelSource): Digest | undefined {
+  if (source.hash === undefined) return undefined;
+  if (!isDigest(source.hash)) throw new UserError(`wheel ${source.filename} of ${source.name}: the lock gives a hash uvimage cannot check (${source.hash}); only sha256 is supported`);
+  return source.hash;
+}
+
 export async function downloadWheel(source: WheelSource, options: DownloadOptions): Promise<DownloadedWheel> {
   const { store } = options;
   const what = `wheel ${source.filename} of ${source.name}`;
-  let expected: Digest | undefined;
-  if (source.hash !== undefined) {
-    if (!isDigest(source.hash)) throw new UserError(`${what}: the lock gives a hash uvimage cannot check (${source.hash}); only sha256 is supported`);
-    expected = source.hash;
-    if (await store.hasIntact(expected)) return { digest: expected, path: store.blobPath(expected), size: await store.size(expected), downloaded: false };
-  }
+  const expected = expectedDigest(source);
+  const found = await wheelInStore(source, store);
+  if (found) return found;
 
   if (source.path !== undefined && source.url === undefined) {
     const file = isAbsolute(source.path) ? source.path : resolve(options.baseDir ?? '.', source.path);
@@ -103,18 +109,14 @@ export async function downloadWheel(source: WheelSource, options: DownloadOption
   if (source.url === undefined) throw new UserError(`${what}: the lock gives neither a url nor a path`);
 
   const env = options.env ?? process.env;
-  const id = `download:${source.filename}`;
-  options.progress?.start(id, `download ${source.filename}`, source.size);
   try {
     const blob = await downloadToStore(
       // Credentials go only to the index's origin: a redirect to another host drops them (src/net/request.ts).
       { url: source.url, authorization: await credentialsFor(new URL(source.url), options.indexes ?? [], env), env },
-      { store, digest: expected, what, onBytes: (bytes) => options.progress?.advance(id, bytes), statusHint: credentialsHint },
+      { store, digest: expected, what, onBytes: (bytes) => options.task?.advance(bytes), statusHint: credentialsHint },
     );
-    options.progress?.finish(id);
     return { digest: blob.digest, path: store.blobPath(blob.digest), size: blob.size, downloaded: true };
   } catch (error) {
-    options.progress?.finish(id, 'failed');
     if (error instanceof HttpStatusError || error instanceof NetworkError) throw new UserError(`${what}: download from ${error.url} failed: ${error.detail}`, { cause: error });
     throw error;
   }

@@ -23,9 +23,11 @@ import { buildTimestamp } from '../oci/image.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import { BlobStore } from '../oci/store.js';
+import { architectureOfPython } from '../facts/architectures.js';
+import { asTask, stages, type Progress, type Stage } from '../progress.js';
 import { buildWheel, hostArch, isPureWheel } from './build-wheel.js';
 import { cpythonCacheTag, openPycCompiler, type HostPycCompiler, type PycCompiler } from './bytecode.js';
-import { downloadWheel, type DownloadedWheel, type DownloadProgress, type PackageIndex } from './download.js';
+import { downloadWheel, wheelInStore, type DownloadedWheel, type PackageIndex } from './download.js';
 import { checkoutGit, gitDirectUrl, gitWheelKey, parseGitSource } from './git-source.js';
 import type { InstallPlan, PlannedPackage } from './install-set.js';
 import type { UvLock } from './lock.js';
@@ -39,10 +41,6 @@ import { installWheel, type InstalledWheel } from './wheel-installer.js';
 /** Bumped whenever what a layer holds for the same inputs changes, so old cached layers are not reused. */
 export const venvLayerFormat = 1;
 
-export interface VenvLayerProgress extends DownloadProgress {
-  info?(line: string): void;
-}
-
 export interface BuildVenvLayersOptions {
   store: BlobStore;
   /** Where the venv lives in the image; default /app/.venv. */
@@ -52,7 +50,8 @@ export interface BuildVenvLayersOptions {
   projectDir: string;
   /** Compiles installed .py files; without one, no bytecode is installed. */
   compiler?: PycCompiler;
-  progress?: VenvLayerProgress;
+  /** Where the downloads, builds, bytecode and layers are shown, a stage each. */
+  progress?: Progress;
   /** Seconds since the epoch for every entry; default SOURCE_DATE_EPOCH or 0. */
   mtime?: number;
   /** Named indexes (for UV_INDEX_<NAME>_* credentials). */
@@ -201,6 +200,8 @@ interface ReadyWheel {
   size: number;
   /** The wheel's path in the store, downloading (and verifying) it on first call. */
   path: () => Promise<string>;
+  /** Whether path() has to download it (the store lacks it). */
+  missing: () => Promise<boolean>;
   directUrl?: string;
   member: boolean;
 }
@@ -208,6 +209,8 @@ interface ReadyWheel {
 /** The wheels of a venv, ready to install: locked ones known by digest (fetched on first use), the others built. */
 export interface PreparedWheels {
   wheels: ReadyWheel[];
+  /** The stage the wheels' downloads are shown in (they go on while the layers are written). */
+  downloads?: Stage;
   /** Removes what the builds left in temp directories; after the layers are written. */
   close(): Promise<void>;
 }
@@ -228,33 +231,49 @@ export async function prepareVenvWheels(plan: InstallPlan, options: BuildVenvLay
   const close = async (): Promise<void> => {
     for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => undefined);
   };
+  const arch = architectureOfPython(plan.target.arch);
+  // Downloads start here (wheels the lock has no hash for) and go on when the layers need the
+  // others: the stage goes with the prepared wheels. Builds are over when this returns.
+  const downloads = options.progress?.stage(stages.wheels(arch));
+  const builds = options.progress?.stage(stages.builds(arch));
   try {
     const remote = plan.packages.filter((pkg): pkg is WheelPackage => pkg.kind === 'wheel');
     const limit = semaphore(Math.max(1, options.concurrency ?? 8));
-    const downloadOptions = { store, baseDir: options.projectDir, indexes: options.indexes, env, progress: options.progress };
+    const downloadOptions = { store, baseDir: options.projectDir, indexes: options.indexes, env };
     const wheels: ReadyWheel[] = [];
     for (const pkg of remote) {
       const source = { name: pkg.name, url: pkg.wheel.url, path: pkg.wheel.path, filename: pkg.wheel.filename, hash: pkg.wheel.hash, size: pkg.wheel.size, indexUrl: pkg.indexUrl };
       let fetched: Promise<DownloadedWheel> | undefined;
-      const fetch = (): Promise<DownloadedWheel> => (fetched ??= limit(() => downloadWheel(source, downloadOptions)));
+      let inStore: Promise<DownloadedWheel | undefined> | undefined;
+      const present = () => (inStore ??= wheelInStore(source, store));
+      // A wheel the store has is not a download: only the others are a task of the stage (whoever
+      // calls fetch has counted it with `expect` first).
+      const download = async (): Promise<DownloadedWheel> =>
+        (await present()) ?? limit(() => asTask(downloads, source.filename, (task) => downloadWheel(source, { ...downloadOptions, task })));
+      const fetch = (): Promise<DownloadedWheel> => (fetched ??= download());
+      const missing = async () => (await present()) === undefined;
       let digest: Digest;
       let size = pkg.wheel.size ?? 0;
       if (pkg.wheel.hash !== undefined && isDigest(pkg.wheel.hash)) digest = pkg.wheel.hash;
       else {
         // No usable hash in the lock: the digest is only known once the wheel is here.
+        downloads?.expect(1, pkg.wheel.size);
         const wheel = await fetch();
         digest = wheel.digest;
         size = wheel.size;
       }
-      wheels.push({ name: pkg.name, version: pkg.version, filename: pkg.wheel.filename, digest, size, path: async () => (await fetch()).path, member: false });
+      wheels.push({ name: pkg.name, version: pkg.version, filename: pkg.wheel.filename, digest, size, path: async () => (await fetch()).path, missing, member: false });
     }
-    for (const pkg of venvPackages(plan)) {
-      if (pkg.kind === 'build') wheels.push(await buildPackage(pkg, plan, options, mtime, cleanups));
-    }
-    return { wheels, close };
+    const toBuild = venvPackages(plan).filter((pkg): pkg is BuildPackage => pkg.kind === 'build');
+    builds?.expect(toBuild.length);
+    for (const pkg of toBuild) wheels.push(await buildPackage(pkg, plan, options, mtime, cleanups, builds));
+    return { wheels, close, downloads };
   } catch (error) {
+    downloads?.finish();
     await close();
     throw error;
+  } finally {
+    builds?.finish();
   }
 }
 
@@ -266,13 +285,17 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
   const runtime: VenvRuntime = { interpreter: options.runtime.interpreter, home: options.runtime.home, version: options.runtime.version };
   const mtime = options.mtime ?? buildTimestamp().seconds;
   const prepared = options.prepared ?? (await prepareVenvWheels(plan, options));
+  const arch = architectureOfPython(plan.target.arch);
+  const downloads = prepared.downloads;
+  const compiled = options.progress?.stage(stages.bytecode(arch));
+  const written = options.progress?.stage(stages.venvLayers(arch));
   try {
     const layers = options.layers ?? planVenvLayers(plan, { ...options, bytecode: options.compiler });
     const byName = new Map(prepared.wheels.map((wheel) => [normalizeName(wheel.name), wheel]));
 
     // 2. Each planned layer, from its wheels.
     const reuse = options.reuse ?? true;
-    const bytecode = options.compiler ? { compiler: options.compiler, cacheTag: cpythonCacheTag(options.runtime.version), store, reuse } : undefined;
+    const bytecode = options.compiler ? { compiler: options.compiler, cacheTag: cpythonCacheTag(options.runtime.version), store, reuse, stage: compiled } : undefined;
     const prompt = options.prompt ?? plan.project.name;
     const strip = (options.strip ?? true) ? { store, reuse } : undefined;
     const base = venvKeyBase(options, options.compiler);
@@ -290,13 +313,17 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
       if (planned.key !== null && planned.key !== BlobStore.recordName(key)) throw new Error(`venv layer ${planned.label}: its key is not the planned one`);
       const hit = (): void => {
         reused++;
-        options.progress?.info?.(`${planned.label}: reused (${group.length} packages)`);
+        written?.skip('unchanged');
       };
       return store.cached('venv-layer', key, () => writeGroup(planned.label, group, planned.skeleton), { blobs: (layer) => [layer.descriptor?.digest], reuse, hit });
     };
 
     const writeGroup = async (label: string, group: ReadyWheel[], skeleton: boolean): Promise<WrittenLayer> => {
-      // Start fetching every wheel of the layer; installs below take them as they arrive.
+      // Start fetching every wheel of the layer; installs below take them as they arrive. The
+      // downloads are counted first, so the stage says n of m from its start.
+      const missing = await Promise.all(group.map((wheel) => wheel.missing()));
+      const fetching = group.filter((_, index) => missing[index]);
+      downloads?.expect(fetching.length, fetching.reduce((sum, wheel) => sum + wheel.size, 0));
       for (const wheel of group) void wheel.path().catch(() => undefined);
       const opened: InstalledWheel[] = [];
       try {
@@ -330,16 +357,16 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
             entries.push(entry);
           }
         }
-        const id = `layer:${label}`;
-        options.progress?.start(id, `layer ${label}`);
-        const layer = await writeLayer(store, entries, { mtime, onBytes: (bytes) => options.progress?.advance(id, bytes) });
-        options.progress?.finish(id);
-        return layer;
+        // Every wheel of the layer is here: that stage is over (a later layer's wheels are a
+        // second round of it). Bytecode goes on with the next layer's wheels; it finishes with the venv.
+        downloads?.finish();
+        return await asTask(written, label, (task) => writeLayer(store, entries, { mtime, onBytes: (bytes) => task.advance(bytes) }));
       } finally {
         for (const wheel of opened) wheel.close();
       }
     };
 
+    written?.expect(layers.length);
     const dependencies: WrittenLayer[] = [];
     let project: WrittenLayer | undefined;
     for (const planned of layers) {
@@ -349,6 +376,7 @@ export async function buildVenvLayers(plan: InstallPlan, options: BuildVenvLayer
     if (!project || dependencies.length === 0) throw new Error('a venv plan has a dependencies layer and a project layer');
     return { dependencies, project, packages, reused, bytecode: bytecode !== undefined };
   } finally {
+    for (const stage of [downloads, compiled, written]) stage?.finish();
     if (!options.prepared) await prepared.close();
   }
 }
@@ -392,7 +420,7 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Prom
 
 type BuildPackage = Extract<PlannedPackage, { kind: 'build' }>;
 
-async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: BuildVenvLayersOptions, mtime: number, cleanups: (() => Promise<void>)[]): Promise<ReadyWheel> {
+async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: BuildVenvLayersOptions, mtime: number, cleanups: (() => Promise<void>)[], stage: Stage | undefined): Promise<ReadyWheel> {
   const { store } = options;
   const python = options.buildPython ?? options.runtime.version.split('.').slice(0, 2).join('.');
   const target = plan.target;
@@ -401,6 +429,7 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
     version: pkg.version ?? '',
     filename: wheel.filename,
     path: async () => store.blobPath(wheel.digest),
+    missing: async () => false,
     digest: wheel.digest,
     size: wheel.size,
     directUrl,
@@ -409,7 +438,6 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
 
   /** `uv build --wheel` of a source tree or sdist; the wheel must fit the target; kept in the store. */
   const buildFrom = async (source: string): Promise<StoredWheel> => {
-    options.progress?.info?.(`building ${pkg.name} with uv build --wheel`);
     const uv = options.uv ?? (await locateUv({ env: options.env, store, progress: options.progress }));
     const built = await buildWheel(source, { uv, python, env: options.env, sourceDateEpoch: mtime, name: pkg.name });
     cleanups.push(built.cleanup);
@@ -426,19 +454,27 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
     return { filename: built.filename, digest: blob.digest, size: blob.size };
   };
 
-  if (pkg.dir) return ready(await buildFrom(pkg.dir), directUrlJson(pkg.dir, options.directUrlFor));
+  if (pkg.dir) {
+    const dir = pkg.dir;
+    return ready(await asTask(stage, pkg.name, () => buildFrom(dir)), directUrlJson(dir, options.directUrlFor));
+  }
   if (pkg.sdist && (pkg.sdist.url || pkg.sdist.path)) {
-    const filename = (pkg.sdist.url ?? pkg.sdist.path ?? '').split('/').pop()!.split('?')[0]!;
-    const fetched = await downloadWheel(
-      { name: pkg.name, url: pkg.sdist.url, path: pkg.sdist.path, filename, hash: pkg.sdist.hash, size: pkg.sdist.size, indexUrl: pkg.source.registry },
-      { store, baseDir: options.projectDir, indexes: options.indexes, env: options.env, progress: options.progress },
-    );
-    // uv build wants the sdist under its own name.
-    const dir = await mkdtemp(join(tmpdir(), 'uvimage-sdist-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const source = join(dir, filename);
-    await copyFile(fetched.path, source);
-    return ready(await buildFrom(source), pkg.member ? directUrlJson(options.projectDir, options.directUrlFor) : undefined);
+    const sdist = pkg.sdist;
+    const filename = (sdist.url ?? sdist.path ?? '').split('/').pop()!.split('?')[0]!;
+    // The sdist's download is part of its build, as uv counts it.
+    const wheel = await asTask(stage, pkg.name, async (task) => {
+      const fetched = await downloadWheel(
+        { name: pkg.name, url: sdist.url, path: sdist.path, filename, hash: sdist.hash, size: sdist.size, indexUrl: pkg.source.registry },
+        { store, baseDir: options.projectDir, indexes: options.indexes, env: options.env, task },
+      );
+      // uv build wants the sdist under its own name.
+      const dir = await mkdtemp(join(tmpdir(), 'uvimage-sdist-'));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const source = join(dir, filename);
+      await copyFile(fetched.path, source);
+      return buildFrom(source);
+    });
+    return ready(wheel, pkg.member ? directUrlJson(options.projectDir, options.directUrlFor) : undefined);
   }
   if (pkg.source.git !== undefined) {
     // The wheel built before from the locked commit for this target, else a checkout to build.
@@ -446,13 +482,13 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
     const wheel = await store.cached(
       'git-wheel',
       gitWheelKey(locked, target, python, mtime),
-      async () => {
-        options.progress?.info?.(`fetching ${pkg.name} from ${locked.repository} at ${locked.commit}`);
-        const checkout = await checkoutGit(locked, { store, name: pkg.name, env: options.env });
-        cleanups.push(checkout.cleanup);
-        return buildFrom(checkout.dir);
-      },
-      { blobs: (cached) => [cached.digest], valid: (record) => typeof (record as StoredWheel).filename === 'string', reuse: options.reuse },
+      () =>
+        asTask(stage, pkg.name, async () => {
+          const checkout = await checkoutGit(locked, { store, name: pkg.name, env: options.env });
+          cleanups.push(checkout.cleanup);
+          return buildFrom(checkout.dir);
+        }),
+      { blobs: (cached) => [cached.digest], valid: (record) => typeof (record as StoredWheel).filename === 'string', reuse: options.reuse, hit: () => stage?.skip('built before') },
     );
     return ready(wheel, gitDirectUrl(locked));
   }

@@ -46,6 +46,7 @@ import type { BlobStore } from '../oci/store.js';
 import { pycPathFor, type PycCompiler } from './bytecode.js';
 import { launcherScript, parseEntryPoints, reservedScriptName, shebang, type EntryPointScript } from './entry-points.js';
 import type { VenvScheme } from './venv.js';
+import type { Stage } from '../progress.js';
 
 /** A wheel that cannot be installed: hostile, malformed or not what RECORD says. */
 export class WheelError extends UserError {}
@@ -58,6 +59,8 @@ export interface WheelBytecode {
   store?: BlobStore;
   /** Use a pack compiled by an earlier build (default true). */
   reuse?: boolean;
+  /** The stage the files compiled are counted in (one task per wheel). */
+  stage?: Stage;
 }
 
 export interface InstallWheelOptions {
@@ -465,29 +468,43 @@ async function bytecodeEntries(
   // Requests are pipelined (a window of sources in flight) so a compiler with several workers
   // keeps them all busy; results are taken in order, so the pack is the same every time.
   const compileAll = async function* (): AsyncGenerator<Buffer> {
-    const window: { imagePath: string; pyc: Promise<Buffer | undefined> }[] = [];
-    let next = 0;
-    while (next < pyFiles.length || window.length) {
-      while (next < pyFiles.length && window.length < 64) {
-        const file = pyFiles[next++]!;
-        const source = await readEntry(archive, file.zipEntry, file.record.hash, file.record.path);
-        const pyc = compiler.compile(source, file.imagePath);
-        pyc.catch(() => undefined); // observed below, in order
-        window.push({ imagePath: file.imagePath, pyc });
+    bytecode.stage?.expect(pyFiles.length);
+    const task = bytecode.stage?.begin(options.filename);
+    try {
+      const window: { imagePath: string; pyc: Promise<Buffer | undefined> }[] = [];
+      let next = 0;
+      while (next < pyFiles.length || window.length) {
+        while (next < pyFiles.length && window.length < 64) {
+          const file = pyFiles[next++]!;
+          const source = await readEntry(archive, file.zipEntry, file.record.hash, file.record.path);
+          const pyc = compiler.compile(source, file.imagePath);
+          pyc.catch(() => undefined); // observed below, in order
+          window.push({ imagePath: file.imagePath, pyc });
+        }
+        const head = window.shift()!;
+        const pyc = await head.pyc;
+        task?.tick();
+        if (!pyc) continue;
+        files.push([head.imagePath, offset, pyc.length]);
+        offset += pyc.length;
+        yield pyc;
       }
-      const head = window.shift()!;
-      const pyc = await head.pyc;
-      if (!pyc) continue;
-      files.push([head.imagePath, offset, pyc.length]);
-      offset += pyc.length;
-      yield pyc;
+      task?.end(0);
+    } finally {
+      // A generator left early (its reader failed) or a compile that threw ends here too.
+      task?.fail();
     }
   };
   if (store) {
     const compileIntoStore = async (): Promise<PycPack> => ({ digest: (await store.writeStream(Readable.from(compileAll()))).digest, files });
     // Only a wheel known by its digest can be found again by key.
     const pack = options.wheelDigest
-      ? await store.cached('pyc-pack', key, compileIntoStore, { blobs: (cached) => [cached.digest], valid: (record) => Array.isArray((record as PycPack).files), reuse: bytecode.reuse })
+      ? await store.cached('pyc-pack', key, compileIntoStore, {
+          blobs: (cached) => [cached.digest],
+          valid: (record) => Array.isArray((record as PycPack).files),
+          reuse: bytecode.reuse,
+          hit: (cached) => bytecode.stage?.skip('compiled before', cached.files.length),
+        })
       : await compileIntoStore();
     return toEntries(pack, store.blobPath(pack.digest));
   }

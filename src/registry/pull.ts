@@ -10,7 +10,7 @@
  * the registry at all, and a reference pinned by digest whose documents are in the store never
  * does.
  */
-import type { Progress } from '../progress.js';
+import { asTask, stages, type Progress } from '../progress.js';
 import { UserError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { Descriptor, ImageConfig, Layer } from '../oci/image.js';
@@ -70,7 +70,6 @@ export async function pullBaseImage(refText: string, platform: Platform, store: 
   const getClient = () => (client ??= new RegistryClient(options));
   const now = options.now ?? Date.now;
   const progress = options.progress;
-  const taskId = `base:${refText}`;
 
   let rootDigest: Digest;
   if (reference.digest) {
@@ -82,15 +81,13 @@ export async function pullBaseImage(refText: string, platform: Platform, store: 
     if (record && isDigest(record.digest) && now() - record.resolvedAt < ttlMs && now() >= record.resolvedAt && (await store.has(record.digest))) {
       rootDigest = record.digest;
     } else {
-      progress?.start(taskId, `resolving ${refText}`);
+      const stage = progress?.stage(stages.baseResolve(refText));
       try {
-        rootDigest = await resolveTag(getClient(), repo, reference.tag ?? 'latest', store);
-      } catch (error) {
-        progress?.finish(taskId, 'failed');
-        throw error;
+        rootDigest = await asTask(stage, refText, () => resolveTag(getClient(), repo, reference.tag ?? 'latest', store));
+      } finally {
+        stage?.finish();
       }
       await store.writeRecord('tags', key, { digest: rootDigest, resolvedAt: now() } satisfies TagRecord);
-      progress?.finish(taskId, rootDigest);
     }
   }
 
@@ -302,16 +299,16 @@ export async function fetchLayerBlob(
   const client =
     clientOptions instanceof RegistryClient ? clientOptions : clientOptions.client ?? new RegistryClient(clientOptions);
   const progress = clientOptions instanceof RegistryClient ? undefined : clientOptions.progress;
-  const id = `layer:${digest}`;
-  progress?.start(id, `downloading ${digest.slice(7, 19)} from ${layer.origin.registry}/${layer.origin.repository}`, layer.descriptor.size);
+  const origin = layer.origin;
+  const stage = progress?.stage(stages.baseLayer(digest, `${origin.registry}/${origin.repository}`));
   try {
-    await client.fetchBlob(layer.origin, digest, store, {
-      size: layer.descriptor.size,
-      onBytes: (bytes) => progress?.advance(id, bytes),
-    });
-  } catch (error) {
-    progress?.finish(id, 'failed');
-    throw error;
+    await asTask(
+      stage,
+      digest.slice(7, 19),
+      (task) => client.fetchBlob(origin, digest, store, { size: layer.descriptor.size, onBytes: (bytes) => task.advance(bytes) }),
+      { bytes: layer.descriptor.size },
+    );
+  } finally {
+    stage?.finish();
   }
-  progress?.finish(id);
 }

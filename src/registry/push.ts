@@ -7,6 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import { UserError } from '../errors.js';
+import { stages, type Stage } from '../progress.js';
 import type { Digest } from '../oci/digest.js';
 import { artifactImages, artifactRoot, type Artifact, type Layer } from '../oci/image.js';
 import type { Sink, SinkContext, SinkResult } from '../oci/sink.js';
@@ -97,15 +98,15 @@ export class RegistrySink implements Sink {
       configs.set(config.descriptor.digest, { digest: config.descriptor.digest, size: config.descriptor.size, bytes: config.bytes });
     }
 
-    const pushBlob = async (repo: RepositoryRef, blob: PendingBlob): Promise<void> => {
-      const where = `${repo.registry}/${repo.repository}`;
-      const id = `push:${where}:${blob.digest}`;
-      context.progress.start(id, `pushing ${blob.digest.slice(7, 19)} to ${where}`, blob.size);
+    const pushBlob = async (repo: RepositoryRef, blob: PendingBlob, stage: Stage): Promise<void> => {
+      // Each blob is a task (asking the registry is work too); only an upload counts as pushed.
+      const task = stage.begin(blob.digest.slice(7, 19));
       try {
         if ((await client.headBlob(repo, blob.digest, { forPush: true })) !== undefined) {
           details.skippedBlobs++;
           noteHolder(repo.registry, repo.repository, blob.digest);
-          context.progress.finish(id, 'already there');
+          stage.skip('already there');
+          task.end(0);
           return;
         }
         let location: URL | undefined;
@@ -115,7 +116,8 @@ export class RegistrySink implements Sink {
           if (result.mounted) {
             details.mountedBlobs++;
             noteHolder(repo.registry, repo.repository, blob.digest);
-            context.progress.finish(id, `mounted from ${from}`);
+            stage.skip(`mounted from ${from}`);
+            task.end(0);
             return;
           }
           location = result.location ?? location;
@@ -130,25 +132,28 @@ export class RegistrySink implements Sink {
             ...(location ? { location } : {}),
             onBytes: (bytes) => {
               details.transferredBytes += bytes > 0 ? bytes : 0;
-              context.progress.advance(id, bytes);
+              task.advance(bytes);
             },
           },
         );
         details.uploadedBlobs++;
         uploadedBytes += blob.size;
         noteHolder(repo.registry, repo.repository, blob.digest);
-        context.progress.finish(id, 'uploaded');
+        task.end();
       } catch (error) {
-        context.progress.finish(id, 'failed');
+        task.fail();
         throw error;
       }
     };
 
     const written: string[] = [];
-    for (const target of targets) {
+    /** One repository: its blobs (counted in `stage`), manifests, tags, then the referrers. */
+    const pushTarget = async (target: Target, stage: Stage): Promise<void> => {
       const { repo } = target;
-      await mapLimit([...layers.values()], concurrency, (blob) => pushBlob(repo, blob));
-      await mapLimit([...configs.values()], concurrency, (blob) => pushBlob(repo, blob));
+      // Counted, not sized: a blob the registry has moves no bytes.
+      stage.expect(layers.size + configs.size);
+      await mapLimit([...layers.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
+      await mapLimit([...configs.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
       if (artifact.kind === 'index') {
         for (const image of images) {
           await client.putManifest(repo, image.manifest.descriptor.digest, {
@@ -169,10 +174,21 @@ export class RegistrySink implements Sink {
         // After the images they are about, so a registry that checks a referrer's subject finds it.
         const referrerBlobs = new Map<Digest, PendingBlob>();
         for (const blob of context.referrers.flatMap((referrer) => referrer.blobs)) referrerBlobs.set(blob.descriptor.digest, { digest: blob.descriptor.digest, size: blob.bytes.length, bytes: blob.bytes });
-        await mapLimit([...referrerBlobs.values()], concurrency, (blob) => pushBlob(repo, blob));
+        stage.expect(referrerBlobs.size);
+        await mapLimit([...referrerBlobs.values()], concurrency, (blob) => pushBlob(repo, blob, stage));
         const referrerDetails: ReferrerDetails = { referrersPut: details.referrersPut ?? 0, referrersKept: details.referrersKept ?? 0, referrerIndexesPut: details.referrerIndexesPut ?? 0 };
         await attachReferrers(client, repo, context.referrers, referrerDetails);
         Object.assign(details, referrerDetails);
+      }
+    };
+
+    for (const target of targets) {
+      const { repo } = target;
+      const stage = context.progress.stage(stages.push(`${repo.registry}/${repo.repository}`));
+      try {
+        await pushTarget(target, stage);
+      } finally {
+        stage.finish();
       }
     }
 

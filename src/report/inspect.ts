@@ -6,7 +6,7 @@
  * files, what later layers shadow, its components, and for uvimage's images what trimming took
  * out of the runtime.
  */
-import { formatBytes, type Progress } from '../progress.js';
+import { asTask, formatBytes, stages, type Progress } from '../progress.js';
 import type { Digest } from '../oci/digest.js';
 import type { ImageConfig } from '../oci/image.js';
 import { formatPlatform } from '../oci/platform.js';
@@ -53,8 +53,8 @@ export interface ImageAnalysis {
 export async function analyzeImage(source: SourceImage, options: { hash?: boolean; progress?: Progress; collect?: (path: string) => boolean } = {}): Promise<ImageAnalysis> {
   const createdBy = layerHistory(source.config, source.layers.length);
   const layers: LayerAnalysis[] = [];
-  const task = `inspect:${source.name}`;
-  options.progress?.start(task, `reading the ${source.layers.length} layers of ${source.name}`);
+  const stage = options.progress?.stage(stages.readLayers(source.name));
+  stage?.expect(source.layers.length);
   for (const layer of source.layers) {
     const what = `${source.name}: layer ${layer.index + 1}`;
     let blob: { digest: Digest; compression: Compression } | undefined;
@@ -62,9 +62,9 @@ export async function analyzeImage(source: SourceImage, options: { hash?: boolea
     try {
       const extra = options.collect;
       const collect = extra ? (path: string) => isOwnerMetadata(path) || extra(path) : isOwnerMetadata;
-      contents = await readLayerContents(layer.openTar((read) => (blob = read)), { what, collect, hash: options.hash });
+      contents = await asTask(stage, `layer ${layer.index + 1}`, () => readLayerContents(layer.openTar((read) => (blob = read)), { what, collect, hash: options.hash }));
     } catch (error) {
-      options.progress?.finish(task, 'failed');
+      stage?.finish();
       throw error;
     }
     layers.push({
@@ -79,7 +79,7 @@ export async function analyzeImage(source: SourceImage, options: { hash?: boolea
       contents,
     });
   }
-  options.progress?.finish(task);
+  stage?.finish();
   const merged = mergeLayers(layers.map((layer) => layer.contents));
   const ownership = assignOwners(
     layers.map((layer) => layer.contents),

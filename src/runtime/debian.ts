@@ -13,7 +13,7 @@ import { posix } from 'node:path';
 import { UserError } from '../errors.js';
 import type { LayerEntry } from '../oci/layer-entry.js';
 import { BlobStore } from '../oci/store.js';
-import type { Progress } from '../progress.js';
+import { stages, type Progress, type Stage } from '../progress.js';
 import { openPycCompiler, pycPathFor, type HostPycCompiler } from '../python/bytecode.js';
 import { packagesLayerKey, writePackagesLayer, type DebInput, type PackagesLayer } from '../base/image.js';
 import type { DebFile, OpenedDeb } from '../debian/deb.js';
@@ -45,7 +45,10 @@ export interface PythonRuntimeLayerOptions {
   layerCache?: boolean;
   /** The record name the plan gave the layer (pythonRuntimeLayerKey). */
   plannedKey?: string;
+  /** Where the standard library's compilation is shown. */
   progress?: Progress;
+  /** The stage the layer is counted in. */
+  layers?: Stage;
 }
 
 /** The pycs depend on the compiling interpreter's exact version as well as on the sources. */
@@ -84,7 +87,7 @@ export async function writePythonRuntimeLayer(options: PythonRuntimeLayerOptions
       arch: options.arch,
       mtime: options.mtime,
       label: `python${minor}-${suite}-${options.arch} runtime`,
-      progress: options.progress,
+      layers: options.layers,
       cacheKey: options.layerCache === false ? undefined : runtimeCacheKey(compiler),
       plannedKey: options.plannedKey,
       // As distroless' python3 image has them: python3 the interpreter, python beside it.
@@ -94,7 +97,7 @@ export async function writePythonRuntimeLayer(options: PythonRuntimeLayerOptions
       ],
       keep: (path) => keepPackageFile(path) && !isCruft(path),
       derive: async (debs) => {
-        const entries = await compileStandardLibrary(debs, compiler, spoolPath, minor, options.progress);
+        const entries = await compileStandardLibrary(debs, compiler, spoolPath, minor, options.progress, options.arch);
         pycCount = entries.filter((entry) => entry.type === 'file').length;
         return entries;
       },
@@ -129,7 +132,7 @@ function isCruft(path: string): boolean {
  * its target's source under the link's path, because that is where the import system looks.
  * The pycs are spooled to one temp file and served from offsets, like package contents.
  */
-async function compileStandardLibrary(debs: OpenedDeb[], compiler: HostPycCompiler, spoolPath: string, minor: string, progress?: Progress): Promise<LayerEntry[]> {
+async function compileStandardLibrary(debs: OpenedDeb[], compiler: HostPycCompiler, spoolPath: string, minor: string, progress: Progress | undefined, arch: string): Promise<LayerEntry[]> {
   const files = new Map<string, { deb: OpenedDeb; file: DebFile }>();
   for (const deb of debs) for (const file of deb.files) files.set(file.path, { deb, file });
   const stdlib = new RegExp(`^usr/lib/python${minor.replace('.', '\\.')}/.*\\.py$`);
@@ -137,8 +140,9 @@ async function compileStandardLibrary(debs: OpenedDeb[], compiler: HostPycCompil
 
   const spool = await open(spoolPath, 'w');
   const entries: LayerEntry[] = [];
-  const id = `pyc:${minor}`;
-  progress?.start(id, `precompiling the Python ${minor} standard library (${sources.length} modules)`);
+  const stage = progress?.stage(stages.bytecode(arch));
+  stage?.expect(sources.length);
+  const task = stage?.begin(`the Python ${minor} standard library`);
   try {
     let offset = 0;
     const dirs = new Set<string>();
@@ -152,6 +156,7 @@ async function compileStandardLibrary(debs: OpenedDeb[], compiler: HostPycCompil
           return compiler.compile(source, `/${path}`);
         }),
       );
+      task?.tick(slice.length);
       for (const [index, pyc] of results.entries()) {
         if (!pyc) continue;
         const path = slice[index]!;
@@ -164,9 +169,13 @@ async function compileStandardLibrary(debs: OpenedDeb[], compiler: HostPycCompil
       }
     }
     for (const dir of dirs) entries.push({ type: 'directory', path: dir, mode: 0o755 });
+    task?.end(0);
+  } catch (error) {
+    task?.fail();
+    throw error;
   } finally {
     await spool.close();
-    progress?.finish(id, `${entries.filter((entry) => entry.type === 'file').length} pycs`);
+    stage?.finish();
   }
   return entries;
 }

@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
-import type { Progress } from '../progress.js';
+import { asTask, stages, type Progress } from '../progress.js';
 import { UserError } from '../errors.js';
 import { downloadToStore } from '../net/download.js';
 import { HttpStatusError, NetworkError, requestWith, statusError } from '../net/request.js';
@@ -26,7 +26,7 @@ import { spoolTar, spooledLayerEntries, type SpooledMember, type SpooledTar } fr
 import { layerEncoding, writeLayer, type WrittenLayer } from '../oci/layer-writer.js';
 import { BlobStore } from '../oci/store.js';
 import { compareVersions } from '../python/pep440.js';
-import { architectures, findArchitecture, type PythonArch } from '../facts/architectures.js';
+import { architectureOfPython, architectures, findArchitecture, type PythonArch } from '../facts/architectures.js';
 import { standaloneDownloadRows } from './standalone-downloads.js';
 
 export const standaloneReleaseBase = 'https://github.com/astral-sh/python-build-standalone/releases/download';
@@ -154,11 +154,9 @@ export async function fetchStandalone(
   const digest = `sha256:${download.sha256}` as Digest;
   if (await store.hasIntact(digest)) return digest;
   const url = standaloneUrl(download, options.env);
-  const id = `python:${download.asset}`;
-  options.progress?.start(id, `downloading ${download.asset}`);
   const what = `python-build-standalone archive ${url}`;
-  const onBytes = (bytes: number) => options.progress?.advance(id, bytes);
-  try {
+  const stage = options.progress?.stage(stages.runtimeDownload(download.version, architectureOfPython(download.arch)));
+  const fetch = async (onBytes: (bytes: number) => void): Promise<void> => {
     if (url.startsWith('file:')) {
       const body: Readable = createReadStream(fileURLToPath(url));
       body.on('data', (chunk: Buffer) => onBytes(chunk.length));
@@ -166,13 +164,16 @@ export async function fetchStandalone(
     } else {
       await downloadToStore({ url, env: options.env }, { store, digest, what, onBytes });
     }
+  };
+  try {
+    await asTask(stage, download.asset, (task) => fetch((bytes) => task.advance(bytes)));
   } catch (error) {
-    options.progress?.finish(id, 'failed');
     if (error instanceof HttpStatusError || error instanceof NetworkError) throw new UserError(`cannot download Python ${download.version} from ${error.url}: ${error.detail}`, { cause: error });
     if (error instanceof UserError) throw new UserError(`${error.message} (the checksum is from uvimage's pinned table or UVIMAGE_PYTHON_DOWNLOADS_JSON)`);
     throw new UserError(`cannot download Python ${download.version} from ${url}: ${(error as Error).message}`);
+  } finally {
+    stage?.finish();
   }
-  options.progress?.finish(id);
   return digest;
 }
 
@@ -337,13 +338,20 @@ export async function writeStandaloneLayer(
     'standalone-layer',
     key,
     async () => {
-      const runtime = await openStandaloneRuntime(options.archive, store, { version: options.version, root: options.root, keepAll: !options.trim, mtime: options.mtime });
+      const stage = options.progress?.stage(stages.runtimeLayer(options.version));
+      const write = async (advance: (bytes: number) => void) => {
+        const runtime = await openStandaloneRuntime(options.archive, store, { version: options.version, root: options.root, keepAll: !options.trim, mtime: options.mtime });
+        try {
+          const layer = await writeLayer(store, runtime.entries, { mtime: options.mtime, onBytes: advance });
+          return { layer, interpreter: runtime.interpreter, removed: runtime.removed };
+        } finally {
+          await runtime.close();
+        }
+      };
       try {
-        options.progress?.info(`writing the Python ${options.version} runtime layer`);
-        const layer = await writeLayer(store, runtime.entries, { mtime: options.mtime });
-        return { layer, interpreter: runtime.interpreter, removed: runtime.removed };
+        return await asTask(stage, options.root, (task) => write((bytes) => task.advance(bytes)));
       } finally {
-        await runtime.close();
+        stage?.finish();
       }
     },
     { blobs: (value) => [value.layer?.descriptor?.digest] },

@@ -20,6 +20,7 @@ import { readPyProject } from '../../src/python/pyproject.js';
 import type { PythonTarget } from '../../src/python/target.js';
 import { buildVenvLayers } from '../../src/python/venv-layers.js';
 import { sharedTestStore } from '../harness/cache.js';
+import { recordingProgress } from '../harness/progress.js';
 import { describeTree, extractLayers, hostGlibc, imageVenvOptions, pyenvPython, runUv, uvAvailable, uvBinary, uvEnv, uvSync, venvOptionsLikeUv } from '../harness/uv.js';
 
 const python = pyenvPython('3.12');
@@ -144,14 +145,14 @@ describe('git dependencies', { skip }, () => {
     const lines: string[] = [];
     const options = {
       ...venvOptionsLikeUv({ store, venv, python: python!, projectDir, lock }),
-      progress: { start() {}, advance() {}, finish() {}, info: (line: string) => lines.push(line) },
+      progress: recordingProgress(lines),
     };
     const tempsBefore = await readdir(join(store.root, 'tmp'));
     const layers = await buildVenvLayers(plan, options);
     const installed = layers.packages.find((pkg) => pkg.name === 'gitpkg')!;
     assert.equal(installed.layer, 0);
     assert.equal(installed.filename, 'gitpkg-0.3.0-py3-none-any.whl');
-    assert.ok(lines.some((line) => line.startsWith('fetching gitpkg from')), lines.join('\n'));
+    assert.ok(lines.includes('Building gitpkg'), lines.join('\n'));
     // The clone lived in the store's tmp and is gone.
     assert.deepEqual((await readdir(join(store.root, 'tmp'))).filter((name) => name.startsWith('git-') && !tempsBefore.includes(name)), []);
 
@@ -181,12 +182,13 @@ describe('git dependencies', { skip }, () => {
     // Again: the wheel comes from the store (no clone, no build), the layer is the same.
     lines.length = 0;
     const again = await buildVenvLayers(plan, { ...options, reuse: true });
-    assert.ok(!lines.some((line) => line.startsWith('fetching') || line.startsWith('building')), lines.join('\n'));
+    assert.ok(!lines.some((line) => line.startsWith('Building ')), lines.join('\n'));
+    assert.ok(lines.includes('Building: built before'), lines.join('\n'));
     assert.equal(again.dependencies[0]!.descriptor.digest, layers.dependencies[0]!.descriptor.digest);
     // And without the layer cache, the cached wheel still gives the same bytes.
     lines.length = 0;
     const rebuilt = await buildVenvLayers(plan, { ...options, reuse: false });
-    assert.ok(lines.some((line) => line.startsWith('fetching gitpkg')), 'reuse: false clones again');
+    assert.ok(lines.includes('Building gitpkg'), 'reuse: false clones again');
     assert.equal(rebuilt.dependencies[0]!.descriptor.digest, layers.dependencies[0]!.descriptor.digest);
   });
 

@@ -16,10 +16,14 @@ import { checkSbomDirectory, emitSboms } from '../sbom.js';
 
 export type BuildOptions = CommonOptions & BuildFlags;
 
-/** The flags `build` and `plan` share: everything that decides what the image is. */
+/** The flags `build` and `plan` share: what the image is, and where it goes. */
 export function addBuildOptions(command: Command): Command {
+  return addOutputOptions(addImageOptions(command.argument('[project]', 'the project directory', '.')));
+}
+
+/** Everything that decides what the image is (`run` takes these too). */
+export function addImageOptions(command: Command): Command {
   command
-    .argument('[project]', 'the project directory', '.')
     .option('--platform <list>', 'target platforms, comma separated (default: tool.uvimage.platforms, else linux/amd64)')
     .option('--base <ref>', 'a base image from any registry instead of the Debian flavour uvimage assembles')
     .option('--base-glibc <version>', "the glibc of --base, e.g. 2.36 (default: read from the base's dpkg database)")
@@ -46,13 +50,11 @@ export function addBuildOptions(command: Command): Command {
     .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml')
     .option('--sbom <dir>', 'write CycloneDX and SPDX SBOMs per platform into DIR, and attach them to --push and --oci outputs')
     .option('--no-sbom', 'no SBOMs, whatever tool.uvimage.sbom says');
-  return addOutputOptions(
-    addImageConfigOptions(command, {
-      cmd: 'command: a JSON array of strings, or one word ({site-packages} and {venv} are expanded)',
-      user: 'user to run as (default 65532, nonroot)',
-      workdir: 'working directory (default /app)',
-    }),
-  );
+  return addImageConfigOptions(command, {
+    cmd: 'command: a JSON array of strings, or one word ({site-packages} and {venv} are expanded)',
+    user: 'user to run as (default 65532, nonroot)',
+    workdir: 'working directory (default /app)',
+  });
 }
 
 /**

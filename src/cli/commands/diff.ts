@@ -14,11 +14,12 @@ interface DiffOptions extends ReadImageFlags {
 
 async function diffCommand(before: string, after: string, options: DiffOptions): Promise<void> {
   if (options.json && options.markdown) throw new UserError('--json and --markdown exclude each other: choose one');
-  const progress = createProgress({ quiet: options.json || options.markdown });
+  const progress = createProgress({ quiet: options.json || options.markdown || options.quiet });
   const open = imageOpenOptions(options, progress);
   // Both images are opened (and their names checked) before either is read.
   const sources = [await openSourceImage(before, open), await openSourceImage(after, open)];
   const [a, b] = [await analyzeImage(sources[0]!, { hash: true, progress }), await analyzeImage(sources[1]!, { hash: true, progress })];
+  progress.close();
   const report = diffImages(a!, b!);
   if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else if (options.markdown) process.stdout.write(`${formatDiffMarkdown(report, options.top)}\n`);

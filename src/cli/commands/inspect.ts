@@ -15,6 +15,7 @@ export interface ReadImageFlags {
   platform?: string;
   insecureRegistry: string[];
   cacheDir?: string;
+  quiet?: boolean;
   debug?: boolean;
 }
 
@@ -23,6 +24,7 @@ export function addReadImageOptions(command: Command): Command {
     .option('--platform <os/arch>', "the platform to take from a multi-platform image (default: this machine's, else the only one)")
     .option('--insecure-registry <host>', 'allow plain http to this registry (localhost and 127.0.0.1 always are)', collect, [])
     .option('--cache-dir <dir>', `where blobs of registry images are kept, verified (default: $UVIMAGE_CACHE_DIR, else $XDG_CACHE_HOME/uvimage; now ${defaultCacheDir()})`)
+    .option('-q, --quiet', 'print only errors and the result (no progress, no warnings)')
     .option('--debug', 'print stack traces for errors');
 }
 
@@ -50,11 +52,12 @@ interface InspectOptions extends ReadImageFlags {
 }
 
 async function inspectCommand(image: string, options: InspectOptions): Promise<void> {
-  const progress = createProgress({ quiet: options.json });
+  const progress = createProgress({ quiet: options.json || options.quiet });
   const source = await openSourceImage(image, imageOpenOptions(options, progress));
   const analysis = await analyzeImage(source, { progress });
+  progress.close();
   const report = inspectReport(analysis, { top: options.top });
-  for (const warning of report.warnings) process.stderr.write(`uvimage: warning: ${warning}\n`);
+  if (!options.quiet) for (const warning of report.warnings) process.stderr.write(`uvimage: warning: ${warning}\n`);
   if (options.html) await writeTreemapHtml(options.html, analysis, report);
   if (options.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else process.stdout.write(`${formatInspect(report)}${options.html ? `\n\nwrote ${options.html}` : ''}\n`);

@@ -41,7 +41,8 @@ function formatPlan(plan: BuildPlan): string {
 }
 
 async function planCommand(directory: string, options: BuildOptions): Promise<void> {
-  await withPlan(directory, { ...options, json: false }, 'optional', async (plan) => {
+  await withPlan(directory, { ...options, json: false }, 'optional', async (plan, context) => {
+    context.run.progress.close();
     process.stdout.write(options.json ? `${JSON.stringify(plan, null, 2)}\n` : `${formatPlan(plan)}\n`);
   });
 }

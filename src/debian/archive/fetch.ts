@@ -15,7 +15,7 @@
  *
  * A mismatch stores nothing.
  */
-import type { Progress } from '../../progress.js';
+import { asTask, stages, type Progress, type Stage, type StageTask } from '../../progress.js';
 import { UserError } from '../../errors.js';
 import { downloadToStore } from '../../net/download.js';
 import { HttpStatusError, requestWith, statusError, type HttpRequest } from '../../net/request.js';
@@ -33,6 +33,11 @@ export interface LoadIndexOptions extends ArchiveHttpOptions {
   /** Use the cache only; no request is made, a missing index is an error. */
   offline?: boolean;
   progress?: Progress;
+  /**
+   * The stage the downloads count in (loadPackageIndex runs one per suite and architecture,
+   * "Fetching the Debian trixie amd64 index"); without it, each file fetched is a stage of its own.
+   */
+  indexStage?: Stage;
   /** How long a verified InRelease is trusted before it is revalidated; default UVIMAGE_DEBIAN_INDEX_TTL_SECONDS, else 3600. */
   ttlSeconds?: number;
   /** The clock (tests): when Valid-Until and the TTL are judged. */
@@ -119,13 +124,17 @@ export async function loadRelease(archive: Archive, source: DebianSource, store:
   const headers: Record<string, string> = {};
   if (cached?.lastModified) headers['if-modified-since'] = cached.lastModified;
   if (cached?.etag) headers['if-none-match'] = cached.etag;
-  const { body, lastModified, etag } = await requestWith(
-    { url, headers, timeoutMs: inReleaseTimeoutMs, onRequest: options.onRequest, retry: options.retry, env: options.env },
-    async (response): Promise<{ body?: Buffer; lastModified?: string; etag?: string }> => {
-      if (response.status === 304) return {};
-      if (response.status !== 200) throw await statusError(response);
-      return { body: await readBody(response, inReleaseLimit), lastModified: header(response, 'last-modified'), etag: header(response, 'etag') };
-    },
+  const { body, lastModified, etag } = await indexTask(`Debian ${archive.dist} InRelease`, options, undefined, (task) =>
+    requestWith(
+      { url, headers, timeoutMs: inReleaseTimeoutMs, onRequest: options.onRequest, retry: options.retry, env: options.env },
+      async (response): Promise<{ body?: Buffer; lastModified?: string; etag?: string }> => {
+        if (response.status === 304) return {};
+        if (response.status !== 200) throw await statusError(response);
+        const read = await readBody(response, inReleaseLimit);
+        task.advance(read.length);
+        return { body: read, lastModified: header(response, 'last-modified'), etag: header(response, 'etag') };
+      },
+    ),
   );
   if (!body && cached) {
     // 304: the cached InRelease is current.
@@ -158,8 +167,14 @@ export async function fetchIndexFile(
   options: LoadIndexOptions & { archive?: 'main' | 'security' } = {},
 ): Promise<Digest> {
   const archive = archivesOf(source)[options.archive ?? 'main'];
-  const release = await loadRelease(archive, source, store, options);
-  return fetchListedFile(archive, release, path, store, options);
+  const own = options.indexStage ? undefined : options.progress?.stage(stages.debianIndexFile(indexFileName(archive, path)));
+  const inStage = { ...options, indexStage: options.indexStage ?? own };
+  try {
+    const release = await loadRelease(archive, source, store, inStage);
+    return await fetchListedFile(archive, release, path, store, inStage);
+  } finally {
+    own?.finish();
+  }
 }
 
 /** fetchIndexFile for an InRelease at hand. */
@@ -175,37 +190,42 @@ export async function fetchListedFile(archive: Archive, release: ReleaseInfo, pa
   // by-hash names the exact file the InRelease describes, so a mirror updating between our two
   // requests cannot hand us a newer file than the InRelease we verified.
   const urls = release.acquireByHash ? [`${distUrl}/${path.replace(/[^/]+$/, '')}by-hash/SHA256/${entry.sha256}`, direct] : [direct];
-  for (const [i, url] of urls.entries()) {
-    try {
-      await downloadVerified(url, digest, entry.size, `${archive.dist} ${path} from ${url}`, store, options);
-      return digest;
-    } catch (error) {
-      if (i < urls.length - 1 && error instanceof HttpStatusError && error.status === 404) continue;
-      throw error;
+  return indexTask(indexFileName(archive, path), options, entry.size, async (task) => {
+    for (const [i, url] of urls.entries()) {
+      try {
+        await downloadVerified(url, digest, `${archive.dist} ${path} from ${url}`, store, options, task);
+        return digest;
+      } catch (error) {
+        if (i < urls.length - 1 && error instanceof HttpStatusError && error.status === 404) continue;
+        throw error;
+      }
     }
-  }
-  throw new Error('unreachable');
+    throw new Error('unreachable');
+  });
 }
 
-/** Streams a URL into the store against an expected digest (nothing is stored on a mismatch). */
-async function downloadVerified(
-  url: string,
-  digest: Digest,
-  size: number | undefined,
-  what: string,
-  store: BlobStore,
-  options: ArchiveHttpOptions & { progress?: Progress },
-): Promise<void> {
-  const progress = options.progress;
-  const id = `debian:${url}`;
-  progress?.start(id, `downloading ${url.slice(url.lastIndexOf('/') + 1)}`, size);
+/** Streams a URL into the store against an expected digest (nothing is stored on a mismatch), its bytes counted in `task`. */
+async function downloadVerified(url: string, digest: Digest, what: string, store: BlobStore, options: ArchiveHttpOptions, task: Pick<StageTask, 'advance'>): Promise<void> {
+  await downloadToStore({ url, onRequest: options.onRequest, retry: options.retry, env: options.env }, { store, digest, what, onBytes: (bytes) => task.advance(bytes) });
+}
+
+/**
+ * What people call an index file: "Debian trixie main amd64 Packages.xz", "Debian trixie main
+ * Contents-arm64.gz" (the InRelease's path, `main/binary-amd64/Packages.xz`, read as apt names it).
+ */
+export function indexFileName(archive: Pick<Archive, 'dist'>, path: string): string {
+  const binary = /^([^/]+)\/binary-([^/]+)\/([^/]+)$/.exec(path);
+  return `Debian ${archive.dist} ${binary ? `${binary[1]} ${binary[2]} ${binary[3]}` : path.replaceAll('/', ' ')}`;
+}
+
+/** One fetch of the index: a task of the index stage, or (without one) a stage of its own. */
+async function indexTask<T>(name: string, options: LoadIndexOptions, bytes: number | undefined, work: (task: StageTask) => Promise<T>): Promise<T> {
+  const own = options.indexStage ? undefined : options.progress?.stage(stages.debianIndexFile(name));
   try {
-    await downloadToStore({ url, onRequest: options.onRequest, retry: options.retry, env: options.env }, { store, digest, what, onBytes: (bytes) => progress?.advance(id, bytes) });
-  } catch (error) {
-    progress?.finish(id, 'failed');
-    throw error;
+    return await asTask(options.indexStage ?? own, name, work, { bytes });
+  } finally {
+    own?.finish();
   }
-  progress?.finish(id);
 }
 
 /** What fetchDeb needs: a name for messages, where to get it, and its SHA256. */
@@ -217,6 +237,14 @@ export type DebDownload = Pick<DebianPackage, 'name' | 'version' | 'sha256'> & {
 export interface FetchDebOptions extends ArchiveHttpOptions {
   offline?: boolean;
   progress?: Progress;
+  /** Names the stage: "Fetching Debian trixie packages for amd64". */
+  suite?: string;
+  arch?: string;
+}
+
+/** The stage .debs are fetched in. */
+function debStage(progress: Progress | undefined, options: Pick<FetchDebOptions, 'suite' | 'arch'>): Stage | undefined {
+  return progress?.stage(stages.debianPackages(options.suite, options.arch));
 }
 
 /**
@@ -224,25 +252,50 @@ export interface FetchDebOptions extends ArchiveHttpOptions {
  * gives, and returns its digest. A .deb already in the store is not downloaded.
  */
 export async function fetchDeb(pkg: DebDownload, store: BlobStore, options: FetchDebOptions = {}): Promise<Digest> {
-  if (!/^[a-f0-9]{64}$/.test(pkg.sha256)) throw new UserError(`${pkg.name} ${pkg.version}: not a SHA256: ${JSON.stringify(pkg.sha256)}`);
-  const digest: Digest = `sha256:${pkg.sha256}`;
-  if (await store.has(digest)) return digest;
+  const stage = debStage(options.progress, options);
+  try {
+    return await fetchDebIn(pkg, store, options, stage);
+  } finally {
+    stage?.finish();
+  }
+}
+
+async function fetchDebIn(pkg: DebDownload, store: BlobStore, options: FetchDebOptions, stage: Stage | undefined, present?: boolean): Promise<Digest> {
+  const digest = debDigest(pkg);
+  if (present ?? (await store.has(digest))) return digest;
   const url = 'url' in pkg ? pkg.url : debUrl(pkg);
   if (options.offline) throw new UserError(`offline: ${pkg.name} ${pkg.version} (${url}) is not in the cache`);
-  await downloadVerified(url, digest, pkg.size, `${pkg.name} ${pkg.version} from ${url}`, store, options);
+  const what = `${pkg.name} ${pkg.version} from ${url}`;
+  await asTask(stage, `${pkg.name} ${pkg.version}`, (task) => downloadVerified(url, digest, what, store, options, task));
   return digest;
 }
 
-/** fetchDeb for many packages, a few at a time; digests in the order of `packages`. */
+function debDigest(pkg: DebDownload): Digest {
+  if (!/^[a-f0-9]{64}$/.test(pkg.sha256)) throw new UserError(`${pkg.name} ${pkg.version}: not a SHA256: ${JSON.stringify(pkg.sha256)}`);
+  return `sha256:${pkg.sha256}`;
+}
+
+/**
+ * fetchDeb for many packages, a few at a time; digests in the order of `packages`. The ones to
+ * download are known before the first starts, so the stage counts n of m from the start.
+ */
 export async function fetchDebs(packages: readonly DebDownload[], store: BlobStore, options: FetchDebOptions & { concurrency?: number } = {}): Promise<Digest[]> {
+  const present = await Promise.all(packages.map((pkg) => store.has(debDigest(pkg))));
+  const missing = packages.filter((_, i) => !present[i]);
+  const stage = missing.length > 0 && !options.offline ? debStage(options.progress, options) : undefined;
+  stage?.expect(missing.length, missing.reduce((sum, pkg) => sum + (pkg.size ?? 0), 0));
   const results: Digest[] = new Array(packages.length);
   let next = 0;
   const worker = async () => {
     while (next < packages.length) {
       const i = next++;
-      results[i] = await fetchDeb(packages[i]!, store, options);
+      results[i] = await fetchDebIn(packages[i]!, store, options, stage, present[i]);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, packages.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, packages.length) }, worker));
+  } finally {
+    stage?.finish();
+  }
   return results;
 }

@@ -4,6 +4,7 @@
  * which work derived from an index is cached.
  */
 import { UserError } from '../../errors.js';
+import { stages } from '../../progress.js';
 import type { Digest } from '../../oci/digest.js';
 import type { BlobStore } from '../../oci/store.js';
 import { fetchListedFile, loadRelease, type LoadIndexOptions } from './fetch.js';
@@ -30,15 +31,18 @@ interface PackagesFile {
 
 async function loadPackagesFiles(source: DebianSource, store: BlobStore, options: LoadIndexOptions): Promise<PackagesFile[]> {
   const { main, security } = archivesOf(source);
+  const indexStage = options.indexStage ?? options.progress?.stage(stages.debianIndex(source.suite, source.arch));
+  const inStage = { ...options, indexStage };
   // Both archives are loaded side by side and both are waited for, so nothing is still being
   // written to the store when a failure is reported.
   const results = await Promise.allSettled(
     [main, security].map(async (archive): Promise<PackagesFile> => {
-      const release = await loadRelease(archive, source, store, options);
+      const release = await loadRelease(archive, source, store, inStage);
       const [path, compression] = packagesFileIn(release, archive, source);
-      return { archive, digest: await fetchListedFile(archive, release, path, store, options), compression };
+      return { archive, digest: await fetchListedFile(archive, release, path, store, inStage), compression };
     }),
   );
+  if (!options.indexStage) indexStage?.finish();
   const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed) throw failed.reason;
   return results.map((result) => (result as PromiseFulfilledResult<PackagesFile>).value);

@@ -39,6 +39,7 @@ import { encodeHeaders } from '../layer-writer.js';
 import { MediaType } from '../media-types.js';
 import { formatPlatform, hostPlatform, type Platform } from '../platform.js';
 import type { BlobSource, Sink, SinkCheckContext, SinkContext, SinkResult } from '../sink.js';
+import { asTask, stages } from '../../progress.js';
 import { asWriteError, choosePlatform, parseSinkTags, randomSuffix, removeQuietly, selectImage } from './common.js';
 
 const BLOCK = 512;
@@ -225,25 +226,32 @@ export class DockerArchiveSink implements Sink {
     await this.checkTarget(sink);
 
     const total = image.layers.reduce((sum, layer) => sum + layer.descriptor.size, 0) + image.config.bytes.length;
-    const id = `tar:${target}`;
-    context.progress.start(id, `writing ${this.file}`, total);
+    const stage = context.progress.stage(stages.dockerArchive(this.file));
     const temp = `${target}.tmp-${randomSuffix()}`;
     let bytes: number;
     try {
-      await mkdir(dirname(target), { recursive: true });
-      // 'wx': the temp name is ours alone; never follow or reuse something already there.
-      const out = createWriteStream(temp, { flags: 'wx', mode: 0o644 });
-      bytes = await writeDockerArchive(out, image, context.blobs, {
-        repoTags: tags.map((tag) => tag.canonical),
-        onBytes: (count) => context.progress.advance(id, count),
-      });
-      await rename(temp, target);
+      bytes = await asTask(
+        stage,
+        formatPlatform(image.platform),
+        async (task) => {
+          await mkdir(dirname(target), { recursive: true });
+          // 'wx': the temp name is ours alone; never follow or reuse something already there.
+          const out = createWriteStream(temp, { flags: 'wx', mode: 0o644 });
+          const written = await writeDockerArchive(out, image, context.blobs, {
+            repoTags: tags.map((tag) => tag.canonical),
+            onBytes: (count) => task.advance(count),
+          });
+          await rename(temp, target);
+          return written;
+        },
+        { bytes: total },
+      );
     } catch (error) {
       await removeQuietly(temp);
-      context.progress.finish(id, 'failed');
       throw asWriteError(error, sink, this.file);
+    } finally {
+      stage.finish();
     }
-    context.progress.finish(id);
     return {
       sink: 'tar',
       written: [target],

@@ -28,6 +28,7 @@ import { UserError, describeError } from '../../errors.js';
 import type { Artifact, Image } from '../image.js';
 import { formatPlatform, hostPlatform, type Platform } from '../platform.js';
 import type { Sink, SinkCheckContext, SinkContext, SinkResult } from '../sink.js';
+import { stages } from '../../progress.js';
 import { choosePlatform, parseSinkTags, selectImage, type SinkTag } from './common.js';
 import { isArchiveSourceError, writeDockerArchive } from './docker-archive.js';
 
@@ -271,13 +272,14 @@ async function uploadArchive(
   context: SinkContext,
   repoTags: string[],
   omitLayers: number,
+  name: string,
 ): Promise<{ bytes: number; messages: JsonMessage[] }> {
   // Layers of a pulled base that are not cached yet are fetched before the upload starts, so
   // the engine's connection never idles through a download (or fails half-way through one).
   await Promise.all(image.layers.slice(omitLayers).map((layer) => context.blobs.ensureLayer(layer)));
   const total = image.layers.slice(omitLayers).reduce((sum, layer) => sum + layer.descriptor.size, 0) + image.config.bytes.length;
-  const id = `load:${endpoint.display}`;
-  context.progress.start(id, `loading into the Docker engine at ${endpoint.display}${omitLayers > 0 ? ` (${omitLayers} of ${image.layers.length} layers already there)` : ''}`, total);
+  const stage = context.progress.stage(stages.load(name, 'Docker', omitLayers > 0 ? `${omitLayers} of ${image.layers.length} layers already there` : undefined));
+  const task = stage.begin(formatPlatform(image.platform), total);
   const request = startRequest(endpoint, 'POST', '/images/load?quiet=1', { 'Content-Type': 'application/x-tar' });
   const response = responseOf(request);
   response.catch(() => {}); // observed below; a failed upload must not leave it unhandled
@@ -288,7 +290,7 @@ async function uploadArchive(
       bytes = await writeDockerArchive(request, image, context.blobs, {
         repoTags,
         omitLayers,
-        onBytes: (count) => context.progress.advance(id, count),
+        onBytes: (count) => task.advance(count),
       });
     } catch (error) {
       // A connection failure during the upload may come with an answer that says why.
@@ -319,10 +321,12 @@ async function uploadArchive(
     }
   } catch (error) {
     request.destroy();
-    context.progress.finish(id, 'failed');
+    task.fail();
+    stage.finish();
     throw error;
   }
-  context.progress.finish(id);
+  task.end();
+  stage.finish();
   return { bytes, messages };
 }
 
@@ -348,17 +352,18 @@ export class DockerDaemonSink implements Sink {
     const image = selectImage(artifact, this.options.platform, enginePlatform, sink);
 
     const repoTags = tags.map((tag) => tag.canonical);
+    const name = tags[0]?.familiar ?? formatPlatform(image.platform);
     let held = await layersTheEngineHolds(endpoint, version, image, tags);
     await this.options.beforeUpload?.(held);
     let upload: { bytes: number; messages: JsonMessage[] };
     try {
-      upload = await uploadArchive(endpoint, image, context, repoTags, held);
+      upload = await uploadArchive(endpoint, image, context, repoTags, held, name);
     } catch (error) {
       if (held === 0 || !(error instanceof EngineRefusedLoad)) throw error;
       // The image that proved those layers was removed in the meantime, and its layers with it.
       context.progress.info(`the Docker engine no longer holds the first ${held} layers (${error.message}); sending the whole image`);
       held = 0;
-      upload = await uploadArchive(endpoint, image, context, repoTags, 0);
+      upload = await uploadArchive(endpoint, image, context, repoTags, 0, name);
     }
     const { bytes, messages } = upload;
     const said = messages.map((message) => (message.stream ?? message.status ?? '').trim()).filter((line) => line !== '');

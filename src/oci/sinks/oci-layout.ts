@@ -49,6 +49,7 @@ import { MediaType } from '../media-types.js';
 import { referrerDescriptor, type Referrer } from '../referrers.js';
 import type { BlobSource, Sink, SinkCheckContext, SinkContext, SinkResult } from '../sink.js';
 import type { BlobStore } from '../store.js';
+import { asTask, stages } from '../../progress.js';
 import { ByteCounter, asWriteError, isErrno, parseSinkTags, randomSuffix, removeQuietly } from './common.js';
 
 /** The annotation containerd and Docker read for an image's full name on import. */
@@ -121,18 +122,24 @@ export class OciLayoutSink implements Sink {
     const state = await layoutState(target, sink, this.dir);
 
     const total = blobs.reduce((sum, blob) => sum + blob.size, 0);
-    const id = `oci:${target}`;
-    context.progress.start(id, `writing OCI layout ${this.dir}`, total);
+    const stage = context.progress.stage(stages.ociLayout(this.dir));
     const counts = { copied: 0, linked: 0, kept: 0, bytes: 0 };
-    const place = new BlobPlacer(context.blobs, this.options.store, counts, (bytes) => context.progress.advance(id, bytes));
     try {
-      if (state === 'layout') await this.update(target, blobs, entries, place);
-      else await this.create(target, blobs, entries, place, state === 'empty');
+      await asTask(
+        stage,
+        `${blobs.length} blobs`,
+        async (task) => {
+          const place = new BlobPlacer(context.blobs, this.options.store, counts, (bytes) => task.advance(bytes));
+          if (state === 'layout') await this.update(target, blobs, entries, place);
+          else await this.create(target, blobs, entries, place, state === 'empty');
+        },
+        { bytes: total },
+      );
     } catch (error) {
-      context.progress.finish(id, 'failed');
       throw asWriteError(error, sink, this.dir);
+    } finally {
+      stage.finish();
     }
-    context.progress.finish(id);
 
     const names = entries.map((entry) => entry.annotations?.[Annotation.refName]).filter((name): name is string => name !== undefined);
     return {
