@@ -462,18 +462,30 @@ async function buildPackage(pkg: BuildPackage, plan: InstallPlan, options: Build
     const sdist = pkg.sdist;
     const filename = (sdist.url ?? sdist.path ?? '').split('/').pop()!.split('?')[0]!;
     // The sdist's download is part of its build, as uv counts it.
-    const wheel = await asTask(stage, pkg.name, async (task) => {
-      const fetched = await downloadWheel(
-        { name: pkg.name, url: sdist.url, path: sdist.path, filename, hash: sdist.hash, size: sdist.size, indexUrl: pkg.source.registry },
-        { store, baseDir: options.projectDir, indexes: options.indexes, env: options.env, task },
-      );
-      // uv build wants the sdist under its own name.
-      const dir = await mkdtemp(join(tmpdir(), 'uvimage-sdist-'));
-      cleanups.push(() => rm(dir, { recursive: true, force: true }));
-      const source = join(dir, filename);
-      await copyFile(fetched.path, source);
-      return buildFrom(source);
-    });
+    const build = () =>
+      asTask(stage, pkg.name, async (task) => {
+        const fetched = await downloadWheel(
+          { name: pkg.name, url: sdist.url, path: sdist.path, filename, hash: sdist.hash, size: sdist.size, indexUrl: pkg.source.registry },
+          { store, baseDir: options.projectDir, indexes: options.indexes, env: options.env, task },
+        );
+        // uv build wants the sdist under its own name.
+        const dir = await mkdtemp(join(tmpdir(), 'uvimage-sdist-'));
+        cleanups.push(() => rm(dir, { recursive: true, force: true }));
+        const source = join(dir, filename);
+        await copyFile(fetched.path, source);
+        return buildFrom(source);
+      });
+    // A locked sdist (known by its sha256) builds the same wheel for the same target, Python and
+    // timestamp: the wheel built before is used, as a git commit's is, rather than building again.
+    const wheel =
+      sdist.hash !== undefined && isDigest(sdist.hash)
+        ? await store.cached('sdist-wheel', JSON.stringify({ format: 1, sdist: sdist.hash, target, python, mtime }), build, {
+            blobs: (cached) => [cached.digest],
+            valid: (record) => typeof (record as StoredWheel).filename === 'string',
+            reuse: options.reuse,
+            hit: () => stage?.skip('built before'),
+          })
+        : await build();
     return ready(wheel, pkg.member ? directUrlJson(options.projectDir, options.directUrlFor) : undefined);
   }
   if (pkg.source.git !== undefined) {

@@ -46,7 +46,8 @@ test('decodes what xz wrote, at every preset and any chunking, several streams i
   ] as const) {
     const compressed = xz(input, ...args);
     for (const chunk of [1, 7, 4096, 1 << 20]) {
-      if (chunk === 1 && compressed.length > 200_000) continue;
+      // Byte-at-a-time over a big stream proves nothing 7-byte chunks do not, at a hundred times the cost.
+      if (chunk === 1 && compressed.length > 20_000) continue;
       assert.deepEqual(await decode(compressed, { chunk }), { sha256: sha256(input), bytes: input.length }, `${name}, ${chunk}-byte chunks`);
     }
   }
