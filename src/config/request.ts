@@ -2,7 +2,7 @@
  * The build as asked for: [tool.uvimage] with the flags over it, validated once by the zod schema
  * (src/config/schema.ts), so every bad value names the flag or the key it came from, plus the
  * checks that need nothing from the network: SOURCE_DATE_EPOCH, platforms, conflicting options,
- * `files` sources, the image's command, the outputs. A BuildRequest is what planning starts from;
+ * `files` sources, the outputs. A BuildRequest is what planning starts from;
  * nothing has been downloaded when it exists.
  */
 import { stat } from 'node:fs/promises';
@@ -209,15 +209,7 @@ export async function resolveBuildRequest(directory: string, flags: BuildFlags, 
     if (!(await stat(source).then(() => true, () => false))) throw new UserError(`${file}: tool.uvimage.files[${index}].src: ${entry.src} does not exist in ${pyproject.dir}`);
   }
 
-  // 6. The command, when the image would otherwise have none: several console scripts leave the choice to the user.
-  if (!config.cmd && !config.entrypoint) {
-    const scripts = Object.keys(pyproject.scripts);
-    if (scripts.length > 1) {
-      throw new UserError(`${file}: no command for the image, and the project has ${scripts.length} console scripts (${scripts.join(', ')}): set tool.uvimage.cmd or entrypoint (or --cmd)`);
-    }
-  }
-
-  // 7. Outputs.
+  // 6. Outputs. (The command is the plan's to choose, from the project --package selects.)
   const outputs = resolveOutputs(flags, config, targets.map((target) => target.platform));
   return { dir, pyproject, config, origins, targets, frozen: flags.frozen ?? false, created, outputs, annotations: { source: flags.source, revision: flags.revision } };
 }

@@ -416,6 +416,11 @@ function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLay
 async function defaultCommand(config: ToolUvimage, locked: LockedProject): Promise<{ words: string[]; from: string }> {
   if (config.cmd || config.entrypoint) return { words: [], from: config.entrypoint ? 'tool.uvimage.entrypoint' : 'tool.uvimage.cmd' };
   const scripts = Object.keys(locked.project.scripts);
+  if (scripts.length > 1) {
+    throw new UserError(
+      `${join(locked.project.dir, 'pyproject.toml')}: no command for the image, and the project has ${scripts.length} console scripts (${scripts.join(', ')}): set tool.uvimage.cmd or entrypoint (or --cmd)`,
+    );
+  }
   if (scripts.length === 1) return { words: [`${venvRoot}/bin/${scripts[0]!}`], from: `the project's console script ${scripts[0]!}` };
   const module = locked.project.name.toLowerCase().replace(/[-.]+/g, '_');
   for (const dir of ['src', '.']) {
