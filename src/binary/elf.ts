@@ -1,9 +1,11 @@
 /**
  * Just enough ELF to answer what image assembly asks of a binary: is it ELF, of which class and
  * machine, what kind of object, and what does the dynamic loader need to load it (PT_INTERP,
- * DT_NEEDED, DT_SONAME, DT_RPATH and DT_RUNPATH kept apart, DF_1_NODEFLIB). Reads through a
- * positional reader — the header, the program header table and the dynamic segment, never the
- * whole file — so it works on files on disk and on members of a spooled archive alike.
+ * DT_NEEDED, DT_SONAME, DT_RPATH and DT_RUNPATH kept apart, DF_1_NODEFLIB), and whether it
+ * imports symbols that make glibc load something by itself (pthread_exit → libgcc_s). Reads
+ * through a positional reader — the header, the program header table and the dynamic segment,
+ * the section headers and .dynsym when asked, never the code — so it works on files on disk and
+ * on members of a spooled archive alike.
  *
  * Layouts from the System V ABI's ELF chapters (gABI "Object Files", "Program Loading and
  * Dynamic Linking") and glibc's elf/elf.h.
@@ -50,6 +52,8 @@ export interface ElfInfo {
   noDefaultLib: boolean;
   /** Whether it has a PT_DYNAMIC segment (false: statically linked, or not a loadable object). */
   dynamic: boolean;
+  /** The undefined dynamic symbols among those readElf was asked to watch (absent: none). */
+  imports?: string[];
 }
 
 /** Reads `length` bytes at `position` (fewer at the end of the file). */
@@ -171,9 +175,18 @@ async function readCString(read: PositionalReader, position: number): Promise<st
 }
 
 /** ELF facts of a file, or undefined when it is not ELF (or is truncated or malformed). */
-export async function readElf(read: PositionalReader): Promise<ElfInfo | undefined> {
+export async function readElf(read: PositionalReader, options: { watchedImports?: ReadonlySet<string> } = {}): Promise<ElfInfo | undefined> {
   const header = parseElfHeader(await read(0, 64));
   if (!header) return undefined;
+  const info = await readDynamicFacts(read, header);
+  if (info.dynamic && options.watchedImports?.size) {
+    const imports = await readImports(read, header, options.watchedImports);
+    if (imports.length > 0) info.imports = imports;
+  }
+  return info;
+}
+
+async function readDynamicFacts(read: PositionalReader, header: ElfHeader): Promise<ElfInfo> {
   const { bits, littleEndian, machine } = header;
   const info: ElfInfo = { bits, littleEndian, machine, kind: kinds[header.type] ?? 'other', needed: [], noDefaultLib: false, dynamic: false };
 
@@ -211,6 +224,94 @@ export async function readElf(read: PositionalReader): Promise<ElfInfo | undefin
   return info;
 }
 
+/** One section header, as the table has it (`name` filled in once .shstrtab is read). */
+export interface SectionHeader {
+  index: number;
+  nameOffset: number;
+  name: string;
+  type: number;
+  flags: number;
+  offset: number;
+  size: number;
+  link: number;
+  info: number;
+  addralign: number;
+  entsize: number;
+  /** The raw header, to copy the fields left as they are. */
+  raw: Buffer;
+}
+
+const SHT_NULL = 0;
+const SHT_DYNSYM = 11;
+const SHN_UNDEF = 0;
+
+/** The section header table (`table` is e_shnum entries of e_shentsize bytes). */
+export function parseSectionHeaders(table: Buffer, header: ElfHeader, fields: ElfFields): SectionHeader[] {
+  const size = header.shentsize;
+  const sections: SectionHeader[] = [];
+  for (let index = 0; index < header.shnum; index++) {
+    const at = index * size;
+    const raw = table.subarray(at, at + size);
+    const word = (offset64: number, offset32: number) => fields.word(raw, header.bits === 64 ? offset64 : offset32);
+    sections.push({
+      index,
+      nameOffset: fields.u32(raw, 0),
+      name: '',
+      type: fields.u32(raw, 4),
+      flags: word(8, 8),
+      offset: word(24, 16),
+      size: word(32, 20),
+      link: fields.u32(raw, header.bits === 64 ? 40 : 24),
+      info: fields.u32(raw, header.bits === 64 ? 44 : 28),
+      addralign: word(48, 32),
+      entsize: word(56, 36),
+      raw,
+    });
+  }
+  if (sections[0] && sections[0].type !== SHT_NULL) sections[0].type = SHT_NULL;
+  return sections;
+}
+
+/** st_info and st_shndx of the symbol at `at`. */
+export function symbolFields(buffer: Buffer, at: number, bits: 32 | 64, fields: ElfFields): { info: number; shndx: number } {
+  // Elf64_Sym: st_name 0, st_info 4, st_other 5, st_shndx 6; Elf32_Sym: st_name 0, st_value 4, st_size 8, st_info 12, st_other 13, st_shndx 14.
+  return bits === 64 ? { info: buffer[at + 4]!, shndx: fields.u16(buffer, at + 6) } : { info: buffer[at + 12]!, shndx: fields.u16(buffer, at + 14) };
+}
+
+/** The NUL-terminated string at `offset` of a string table. */
+export function cString(buffer: Buffer, offset: number): string {
+  if (offset >= buffer.length) return '';
+  const end = buffer.indexOf(0, offset);
+  return buffer.toString('utf8', offset, end < 0 ? buffer.length : end);
+}
+
+/**
+ * Which of `watched` the file imports: undefined symbols of its .dynsym (found through the
+ * section headers, which every linker writes; a file without them imports nothing we can see).
+ * Bounded reads: the section header table, .dynsym and its string table (metadata, never the code).
+ */
+async function readImports(read: PositionalReader, header: ElfHeader, watched: ReadonlySet<string>): Promise<string[]> {
+  const entrySize = header.bits === 64 ? 64 : 40;
+  if (header.shoff === 0 || header.shnum === 0 || header.shentsize !== entrySize) return [];
+  const table = await read(header.shoff, header.shnum * entrySize);
+  if (table.length < header.shnum * entrySize) return [];
+  const fields = elfFields(header.bits, header.littleEndian);
+  const sections = parseSectionHeaders(table, header, fields);
+  const dynsym = sections.find((section) => section.type === SHT_DYNSYM);
+  const strtab = dynsym && sections[dynsym.link];
+  const symbolSize = header.bits === 64 ? 24 : 16;
+  const limit = 64 * 1024 * 1024;
+  if (!dynsym || !strtab || dynsym.size > limit || strtab.size > limit) return [];
+  const [symbols, names] = await Promise.all([read(dynsym.offset, dynsym.size), read(strtab.offset, strtab.size)]);
+  const found = new Set<string>();
+  for (let at = symbolSize; at + symbolSize <= symbols.length; at += symbolSize) {
+    if (symbolFields(symbols, at, header.bits, fields).shndx !== SHN_UNDEF) continue;
+    const name = cString(names, fields.u32(symbols, at));
+    if (watched.has(name)) found.add(name);
+  }
+  return [...found].sort();
+}
+
 /** A PositionalReader over an open file handle. */
 export function fileReader(handle: import('node:fs/promises').FileHandle): PositionalReader {
   return async (position, length) => {
@@ -221,11 +322,11 @@ export function fileReader(handle: import('node:fs/promises').FileHandle): Posit
 }
 
 /** readElf of a file on disk. */
-export async function readElfFile(path: string): Promise<ElfInfo | undefined> {
+export async function readElfFile(path: string, options: { watchedImports?: ReadonlySet<string> } = {}): Promise<ElfInfo | undefined> {
   const { open } = await import('node:fs/promises');
   const handle = await open(path, 'r');
   try {
-    return await readElf(fileReader(handle));
+    return await readElf(fileReader(handle), options);
   } finally {
     await handle.close();
   }

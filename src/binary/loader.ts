@@ -106,6 +106,12 @@ export class ImageTree implements ImageView {
   }
 }
 
+/** An image path as people recognise it: under site-packages, relative to it. */
+export function shownPath(path: string): string {
+  const at = path.indexOf('/site-packages/');
+  return at >= 0 ? path.slice(at + '/site-packages/'.length) : path;
+}
+
 /** An image path in the form ImageView uses: absolute, no '.', '..', '//' or trailing '/'. */
 export function imagePath(path: string): string {
   const normal = posix.normalize(`/${path}`);
@@ -283,6 +289,10 @@ export interface LoaderOptions {
   pythonInterpreters?: { root: string; interpreter: string }[];
   /** The directory relative paths (in a DT_NEEDED with '/', or an RPATH element) are taken from: the process's working directory; default '/'. */
   workdir?: string;
+  /** Which ELF files start a simulated process (default: all): the others count only as loaded by one. */
+  roots?: (path: string) => boolean;
+  /** Sonames something dlopens by name on its own (glibc's libgcc_s, NSS modules): each found in the default search path starts a process. */
+  dlopened?: string[];
 }
 
 /** A candidate that was found but could not be used. */
@@ -314,6 +324,8 @@ export interface LoaderReport {
   foreign: string[];
   /** The ld.so.cache directories used (empty when the image has no /etc/ld.so.cache). */
   cacheDirs: string[];
+  /** Every file some simulated process loaded (program interpreters included), by real path, sorted. */
+  loaded: string[];
 }
 
 interface Loaded {
@@ -346,6 +358,8 @@ class Process {
   readonly byName = new Map<string, Loaded>();
   readonly observed: Observed[] = [];
   main?: Loaded;
+  /** The real path of the program interpreter, when found. */
+  interpreterReal?: string;
   /** Misses are observed only while true (not while preloading an interpreter, whose own process reports them). */
   recording = true;
 
@@ -519,6 +533,7 @@ export function findMissingLibraries(view: ImageView, options: LoaderOptions): L
       foreign.push(path);
       continue;
     }
+    if (options.roots && !options.roots(path)) continue;
     if (!elf.dynamic) continue; // statically linked or not a loadable object: needs nothing
     if (elf.kind === 'executable' || (elf.kind === 'shared' && elf.interpreter !== undefined && elf.soname === undefined)) executables.push(path);
     else if (elf.kind === 'shared' && pythonDir.test(path) && path.endsWith('.so')) modules.push(path);
@@ -544,9 +559,10 @@ export function findMissingLibraries(view: ImageView, options: LoaderOptions): L
     process.add(main);
     process.recording = recording;
     const interpreter = judged.elf.interpreter;
-    if (interpreter !== undefined && recording) {
+    if (interpreter !== undefined) {
       const found = check.judge(interpreter.startsWith('/') ? interpreter : `${check.workdir}/${interpreter}`);
-      if (!found || !('elf' in found)) {
+      if (found && 'elf' in found) process.interpreterReal = found.real;
+      else if (recording) {
         const problem = found && ('fatal' in found ? found.fatal : found.skip);
         process.observed.push({ name: interpreter, kind: 'interpreter', needer: main, rejected: problem ? [problem] : [] });
       }
@@ -581,7 +597,10 @@ export function findMissingLibraries(view: ImageView, options: LoaderOptions): L
     const [x, y] = [rank(a), rank(b)];
     return x[0] !== y[0] ? x[0] < y[0] : x[1] !== y[1] ? x[1] < y[1] : x[2] < y[2];
   };
+  const loaded = new Set<string>();
   const commit = (process: Process): void => {
+    for (const real of process.byReal.keys()) loaded.add(real);
+    if (process.interpreterReal) loaded.add(process.interpreterReal);
     for (const seen of process.observed) {
       const entry = misses.get(seen.name) ?? { kind: seen.kind, byFile: new Map<string, Needer>() };
       misses.set(seen.name, entry);
@@ -599,6 +618,17 @@ export function findMissingLibraries(view: ImageView, options: LoaderOptions): L
   }
   for (const path of modules) {
     const process = runDlopen(path);
+    commit(process);
+    for (const real of process.byReal.keys()) covered.add(real);
+  }
+  // What is dlopened by name on its own (as glibc does libgcc_s.so.1): from the default search path.
+  for (const name of options.dlopened ?? []) {
+    const dir = [...check.cacheDirs, ...options.system.searchDirs].find((candidate) => {
+      const judged = check.judge(`${candidate}/${name}`);
+      return judged !== undefined && 'elf' in judged;
+    });
+    if (dir === undefined) continue;
+    const process = runDlopen(`${dir}/${name}`);
     commit(process);
     for (const real of process.byReal.keys()) covered.add(real);
   }
@@ -623,5 +653,5 @@ export function findMissingLibraries(view: ImageView, options: LoaderOptions): L
   const missing: MissingLibrary[] = [...misses.entries()]
     .sort(([a], [b]) => byteOrder(a, b))
     .map(([name, entry]) => ({ name, kind: entry.kind, neededBy: [...entry.byFile.values()].sort((a, b) => byteOrder(a.file, b.file)) }));
-  return { missing, foreign, cacheDirs: check.cacheDirs };
+  return { missing, foreign, cacheDirs: check.cacheDirs, loaded: [...loaded].sort(byteOrder) };
 }

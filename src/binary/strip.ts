@@ -27,7 +27,7 @@
  * kept in non-allocated sections (--emit-relocs), data after the last section (an appended
  * payload, as PyInstaller writes), a removed section before an allocated one in the table.
  */
-import { elfFields, parseElfHeader, readProgramHeaders, type ElfFields, type ElfHeader, type PositionalReader } from './elf.js';
+import { cString, elfFields, parseElfHeader, parseSectionHeaders, readProgramHeaders, symbolFields, type PositionalReader, type SectionHeader as Section } from './elf.js';
 
 /** Bumped whenever the same input would strip to other bytes, so copies stripped before are not reused. */
 export const stripFormat = 1;
@@ -53,23 +53,7 @@ export interface StripPlan {
 
 export type StripResult = { strip: true; plan: StripPlan } | { strip: false; reason: string };
 
-interface Section {
-  index: number;
-  nameOffset: number;
-  name: string;
-  type: number;
-  flags: number;
-  offset: number;
-  size: number;
-  link: number;
-  info: number;
-  addralign: number;
-  entsize: number;
-  /** The raw header, to copy the fields left as they are. */
-  raw: Buffer;
-}
 
-const SHT_NULL = 0;
 const SHT_SYMTAB = 2;
 const SHT_STRTAB = 3;
 const SHT_RELA = 4;
@@ -120,7 +104,7 @@ export async function planStripDebug(read: PositionalReader, fileSize: number): 
   const tableSize = header.shnum * shentsize;
   if (header.shoff + tableSize > fileSize) return leave('the section header table is truncated');
   const table = await read(header.shoff, tableSize);
-  const sections = parseSections(table, header, fields);
+  const sections = parseSectionHeaders(table, header, fields);
   const names = sections[header.shstrndx];
   if (!names || names.type !== SHT_STRTAB || names.offset + names.size > fileSize || names.size > 16 * 1024 * 1024) return leave('no usable .shstrtab');
   const nameTable = await read(names.offset, names.size);
@@ -329,41 +313,4 @@ export async function* writeStripped(plan: StripPlan, read: PositionalReader): A
       }
     }
   }
-}
-
-function symbolFields(buffer: Buffer, at: number, bits: 32 | 64, fields: ElfFields): { info: number; shndx: number } {
-  // Elf64_Sym: st_name 0, st_info 4, st_other 5, st_shndx 6; Elf32_Sym: st_name 0, st_value 4, st_size 8, st_info 12, st_other 13, st_shndx 14.
-  return bits === 64 ? { info: buffer[at + 4]!, shndx: fields.u16(buffer, at + 6) } : { info: buffer[at + 12]!, shndx: fields.u16(buffer, at + 14) };
-}
-
-function parseSections(table: Buffer, header: ElfHeader, fields: ElfFields): Section[] {
-  const size = header.shentsize;
-  const sections: Section[] = [];
-  for (let index = 0; index < header.shnum; index++) {
-    const at = index * size;
-    const raw = table.subarray(at, at + size);
-    const word = (offset64: number, offset32: number) => fields.word(raw, header.bits === 64 ? offset64 : offset32);
-    sections.push({
-      index,
-      nameOffset: fields.u32(raw, 0),
-      name: '',
-      type: fields.u32(raw, 4),
-      flags: word(8, 8),
-      offset: word(24, 16),
-      size: word(32, 20),
-      link: fields.u32(raw, header.bits === 64 ? 40 : 24),
-      info: fields.u32(raw, header.bits === 64 ? 44 : 28),
-      addralign: word(48, 32),
-      entsize: word(56, 36),
-      raw,
-    });
-  }
-  if (sections[0] && sections[0].type !== SHT_NULL) sections[0].type = SHT_NULL;
-  return sections;
-}
-
-function cString(buffer: Buffer, offset: number): string {
-  if (offset >= buffer.length) return '';
-  const end = buffer.indexOf(0, offset);
-  return buffer.toString('utf8', offset, end < 0 ? buffer.length : end);
 }

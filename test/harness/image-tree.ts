@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { readElfFile } from '../../src/binary/elf.js';
 import { ImageTree } from '../../src/binary/loader.js';
 
-export async function imageTreeFromDirectory(root: string): Promise<ImageTree> {
+export async function imageTreeFromDirectory(root: string, options: { watchedImports?: ReadonlySet<string> } = {}): Promise<ImageTree> {
   const tree = new ImageTree();
   const walk = async (relative: string): Promise<void> => {
     for (const name of (await readdir(join(root, relative))).sort()) {
@@ -21,7 +21,7 @@ export async function imageTreeFromDirectory(root: string): Promise<ImageTree> {
         await walk(path);
       } else if (info.isFile()) {
         const text = path.startsWith('/etc/') && info.size < 64 * 1024 ? await readFile(full, 'utf8') : undefined;
-        tree.add(path, { type: 'file', elf: info.size >= 52 ? await readElfFile(full) : undefined }, text);
+        tree.add(path, { type: 'file', elf: info.size >= 52 ? await readElfFile(full, options) : undefined }, text);
       }
     }
   };
