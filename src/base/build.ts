@@ -13,19 +13,32 @@ import { openPycCompiler, type HostPycCompiler } from '../python/bytecode.js';
 import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers, type BaseLayerPlan, type DebInput, type Layering, type PackagesLayer } from './image.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
-import { flavourPackages, isFlavour, type FlavourName } from './flavours.js';
+import { flavourPackages, imageFlavourNames, type FlavourName } from './flavours.js';
 import { debianSourceFrom, fetchDebs, loadPackageIndex, packageIndexIdentity, type DebianPackage, type DebianSource, type PackageIndex } from '../debian/archive/index.js';
 import { createDebianLock, packagesFromLock, readDebianLock, writeDebianLock, type DebianLock } from '../debian/lock.js';
 import { resolvePackages } from '../debian/resolver.js';
+import type { MinimalBaseSelection } from './minimal.js';
 import { pythonPackageFor, pythonRuntimeLayerKey, runtimeExcludes, writePythonRuntimeLayer } from '../runtime/debian.js';
 
-/** The bases `uvimage base` builds: distroless' four flavours, and Debian's CPython on cc. */
-export const baseNames = ['static', 'base-nossl', 'base', 'cc', 'python3'] as const;
+/**
+ * The Debian bases uvimage assembles: distroless' four flavours, minimal (cc's packages, of which
+ * an image keeps only what its ELF files need: src/base/minimal.ts), and Debian's CPython on cc.
+ */
+export const baseNames = [...imageFlavourNames, 'python3'] as const;
 export type BaseName = (typeof baseNames)[number];
 
+/** The bases `uvimage base` builds on their own: all but minimal, which is computed from an image's files. */
+export const standaloneBaseNames = baseNames.filter((name) => name !== 'minimal');
+
 export function parseBaseName(text: string): BaseName {
-  if (!(baseNames as readonly string[]).includes(text)) throw new UserError(`unknown base ${JSON.stringify(text)} (use one of: ${baseNames.join(', ')})`);
+  if (text === 'minimal') throw new UserError('the minimal base is computed from what an image\'s ELF files need, so it has no image of its own: use it with uvimage build (flavour = "minimal" or --flavour minimal)');
+  if (!(baseNames as readonly string[]).includes(text)) throw new UserError(`unknown base ${JSON.stringify(text)} (use one of: ${standaloneBaseNames.join(', ')})`);
   return text as BaseName;
+}
+
+/** The distroless flavour whose package list a base starts from: python3 and minimal start from cc's. */
+export function flavourOf(base: BaseName): FlavourName {
+  return base === 'python3' || base === 'minimal' ? 'cc' : base;
 }
 
 export interface BuildDebianBaseOptions {
@@ -76,7 +89,7 @@ export interface BuiltDebianBase {
  * and the closure of the extra packages asked for (debian-packages) beyond both.
  */
 export function planBasePackages(index: PackageIndex, base: BaseName, suite: DebianSuite, extra: readonly string[] = []): { base: DebianPackage[]; runtime: DebianPackage[]; extra: DebianPackage[] } {
-  const flavour: FlavourName = base === 'python3' ? 'cc' : base;
+  const flavour = flavourOf(base);
   const pick = (name: string): DebianPackage => {
     const pkg = index.get(name);
     if (!pkg) throw new UserError(`package ${name} is not in the ${index.description} index`);
@@ -137,8 +150,7 @@ export function lockPathFor(path: string | undefined, arch: Architecture): strin
 
 /** The packages a base asks for by name: the flavour's list, the interpreter for python3, the extra packages. */
 function baseRoots(base: BaseName, suite: DebianSuite, extra: readonly string[] = []): string[] {
-  const flavour: FlavourName = base === 'python3' ? 'cc' : base;
-  return [...flavourPackages(flavour, suite), ...(base === 'python3' ? [pythonPackageFor(suite)] : []), ...extra];
+  return [...flavourPackages(flavourOf(base), suite), ...(base === 'python3' ? [pythonPackageFor(suite)] : []), ...extra];
 }
 
 /** The base's packages from its lock, or resolved (and the lock to write, which execution writes). */
@@ -161,7 +173,7 @@ async function lockedBasePackages(
     const pkg = byName.get(download.name)!;
     return { name: pkg.name, version: pkg.version, arch: pkg.arch, sha256: pkg.sha256, size: pkg.size, filename: pkg.filename, archiveUrl: pkg.url.slice(0, pkg.url.length - pkg.filename.length - 1) };
   };
-  const inBase = new Set(flavourPackages(options.base === 'python3' ? 'cc' : options.base, options.suite));
+  const inBase = new Set(flavourPackages(flavourOf(options.base), options.suite));
   const isExtra = (download: (typeof locked)[number]) => byName.get(download.name)!.layer === 'extra';
   return {
     base: locked.filter((download) => inBase.has(download.name)).map(asPlanned),
@@ -225,8 +237,7 @@ export function planDebianBaseFrom(
   options: Pick<BuildDebianBaseOptions, 'base' | 'suite' | 'arch' | 'layering' | 'layerCache' | 'nonroot' | 'bytecode'> & { mtime: number },
 ): DebianBasePlan {
   const { suite, arch, mtime } = options;
-  const flavour: FlavourName = options.base === 'python3' ? 'cc' : options.base;
-  if (!isFlavour(flavour)) throw new UserError(`unknown flavour ${flavour}`);
+  const flavour = flavourOf(options.base);
   const layers = planBaseLayers({
     flavour,
     suite,
@@ -246,6 +257,28 @@ export function planDebianBaseFrom(
     changes = { ...changes, Entrypoint: ['/usr/bin/python3'] };
   }
   return { base: options.base, suite, arch, packages: { base: resolved.base, extra: resolved.extra, runtime: resolved.runtime }, writeLock: resolved.writeLock, layers, runtimeLayer, changes, mtime };
+}
+
+/**
+ * The minimal flavour's base once its selection is made (src/base/minimal.ts): the plan of the
+ * candidate base (cc's packages) with only the packages kept, libc6 trimmed, the same layers
+ * (libc, base, extra) keyed by what they now hold. The lock, written with the candidate base,
+ * is not written again. Pure.
+ */
+export function minimalBasePlan(plan: DebianBasePlan, selection: Pick<MinimalBaseSelection, 'packages' | 'dropped'>): DebianBasePlan {
+  const kept = new Set(selection.packages);
+  const base = plan.packages.base.filter((pkg) => kept.has(pkg.name));
+  const layers = planBaseLayers({
+    flavour: flavourOf(plan.base),
+    suite: plan.suite,
+    arch: plan.arch,
+    packages: new Map(base.map((pkg) => [pkg.name, debInput(pkg)])),
+    extra: plan.packages.extra.map(debInput),
+    mtime: plan.mtime,
+    layerCache: plan.layers.every((layer) => layer.key !== null),
+    selection: { packages: selection.packages, dropped: selection.dropped },
+  });
+  return { ...plan, packages: { ...plan.packages, base }, writeLock: undefined, layers };
 }
 
 /** The CPython that precompiles the python3 runtime's standard library; without one, one line saying what to install. */
@@ -274,7 +307,7 @@ export async function writeDebianBase(
   const all = [...plan.packages.base, ...plan.packages.extra, ...plan.packages.runtime];
   const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress, suite: plan.suite, arch: plan.arch });
   const inputs = all.map((pkg, position): DebInput => ({ ...debInput(pkg), digest: digests[position]! }));
-  const flavour: FlavourName = plan.base === 'python3' ? 'cc' : plan.base;
+  const flavour = flavourOf(plan.base);
   const stage = options.progress?.stage(stages.baseLayers(plan.base, plan.suite, plan.arch));
   stage?.expect(plan.layers.length + (plan.runtimeLayer ? 1 : 0));
   try {

@@ -12,6 +12,12 @@ import type { LayerEntry } from '../oci/layer-entry.js';
 export const flavourNames = ['static', 'base-nossl', 'base', 'cc'] as const;
 export type FlavourName = (typeof flavourNames)[number];
 
+/**
+ * The flavours a build's base can be: distroless' four, and minimal — cc's packages, of which
+ * the image keeps only what its ELF files need (src/base/minimal.ts).
+ */
+export const imageFlavourNames = [...flavourNames, 'minimal'] as const;
+
 /** Packages each flavour adds to the one below it, per suite (distroless' *_PACKAGES). */
 const added: Record<FlavourName, Record<DebianSuite, string[]>> = {
   // static/config.bzl STATIC_PACKAGES, plus ca-certificates (common:cacerts_<distro>_<arch>:
@@ -38,9 +44,6 @@ export function flavourPackages(flavour: FlavourName, suite: DebianSuite): strin
   return flavourNames.slice(0, upTo + 1).flatMap((name) => added[name][suite]);
 }
 
-export function isFlavour(name: string): name is FlavourName {
-  return (flavourNames as readonly string[]).includes(name);
-}
 
 /**
  * The layer a package goes in, by how often it changes: glibc and the compiler runtime (rarely),

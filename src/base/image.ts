@@ -192,6 +192,8 @@ export interface BaseLayerPlan {
   holdsCerts: boolean;
   /** The layer's record name (`debian-layers`), or null when layers are not reused. */
   key: string | null;
+  /** Paths of its packages left out (the minimal flavour's trimmed libc6), sorted; absent: none. */
+  dropped?: string[];
 }
 
 /** The layers of a flavour, first to last, and their keys. Pure: the .debs are known by digest from the index. */
@@ -205,9 +207,11 @@ export function planBaseLayers(options: {
   mtime: number;
   layering?: Layering;
   layerCache?: boolean;
+  /** The flavour's packages that stay (the minimal flavour's selection), and paths of theirs left out; default: all, whole. */
+  selection?: { packages: string[]; dropped: string[] };
 }): BaseLayerPlan[] {
-  const { suite, arch } = options;
-  const names = flavourPackages(options.flavour, suite);
+  const { suite, arch, selection } = options;
+  const names = flavourPackages(options.flavour, suite).filter((name) => !selection || selection.packages.includes(name));
   const packages = names.map((name) => {
     const pkg = options.packages.get(name);
     if (!pkg) throw new UserError(`the ${options.flavour} base for ${suite}/${arch} needs package ${name}, which was not provided`);
@@ -226,13 +230,15 @@ export function planBaseLayers(options: {
   return groups.map(({ group, packages: members }, index) => {
     const mergedUsrLinks = index === 0 && debianSuites[suite].mergedUsr;
     const holdsCerts = members.some((pkg) => pkg.name === 'ca-certificates');
-    const key = options.layerCache === false ? null : BlobStore.recordName(packagesLayerKey({ suite, arch, mtime: options.mtime, packages: members, cacheKey: baseLayerCacheKey(index, holdsCerts, mergedUsrLinks) }));
-    return { group, packages: members, mergedUsrLinks, holdsCerts, key };
+    // What the selection leaves out is of the flavour's packages, never of debian-packages'.
+    const dropped = selection?.dropped.length && group !== 'extra' ? selection.dropped : undefined;
+    const key = options.layerCache === false ? null : BlobStore.recordName(packagesLayerKey({ suite, arch, mtime: options.mtime, packages: members, cacheKey: baseLayerCacheKey(index, holdsCerts, mergedUsrLinks, dropped) }));
+    return { group, packages: members, mergedUsrLinks, holdsCerts, key, ...(dropped ? { dropped } : {}) };
   });
 }
 
-function baseLayerCacheKey(index: number, holdsCerts: boolean, mergedUsrLinks: boolean): unknown {
-  return { kind: 'base', index, holdsCerts, mergedUsrLinks };
+function baseLayerCacheKey(index: number, holdsCerts: boolean, mergedUsrLinks: boolean, dropped: string[] | undefined): unknown {
+  return { kind: 'base', index, holdsCerts, mergedUsrLinks, ...(dropped ? { dropped } : {}) };
 }
 
 export interface DebianBaseOptions {
@@ -252,6 +258,7 @@ export async function writeBaseLayers(options: DebianBaseOptions): Promise<Packa
   const { suite, arch, store } = options;
   const layers: PackagesLayer[] = [];
   for (const [index, planned] of options.layers.entries()) {
+    const dropped = planned.dropped && new Set(planned.dropped);
     const { written, contentSize } = await writePackagesLayer({
       store,
       packages: planned.packages,
@@ -261,7 +268,8 @@ export async function writeBaseLayers(options: DebianBaseOptions): Promise<Packa
       extra: planned.mergedUsrLinks ? mergedUsrLinks(arch) : [],
       label: `${options.flavour}-${suite}-${arch} ${planned.group}`,
       layers: options.stage,
-      cacheKey: planned.key === null ? undefined : baseLayerCacheKey(index, planned.holdsCerts, planned.mergedUsrLinks),
+      cacheKey: planned.key === null ? undefined : baseLayerCacheKey(index, planned.holdsCerts, planned.mergedUsrLinks, planned.dropped),
+      keep: dropped && ((path) => keepPackageFile(path) && !dropped.has(path)),
       plannedKey: planned.key ?? undefined,
       derive: planned.holdsCerts
         ? async (debs) => distrolessFiles(suite, await caBundleFrom(debs.find((deb) => deb.control.Package === 'ca-certificates')!))

@@ -189,6 +189,7 @@ export async function resolveBuildRequest(directory: string, flags: BuildFlags, 
     if (config[a] !== undefined && config[b] !== undefined) throw new UserError(`${where(a)} and ${where(b)} cannot be combined: ${why}`);
   };
   if (config.runtime === 'debian') conflict('runtime', 'base', 'runtime "debian" brings its own Debian base (use runtime "standalone" with base)');
+  if (config.runtime === 'debian') conflict('runtime', 'flavour', 'runtime "debian" is Debian\'s CPython on the cc flavour, a base of its own');
   for (const key of ['flavour', 'debian-suite', 'debian-mirror', 'debian-lock', 'debian-packages'] as const) {
     conflict(key, 'base', `${key} shapes the Debian base uvimage assembles, and base replaces it`);
   }

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { UserError } from '../errors.js';
-import { flavourNames } from '../base/flavours.js';
+import { imageFlavourNames } from '../base/flavours.js';
 import { debianSuiteNames, type DebianSuite } from '../facts/debian-suites.js';
 
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -23,7 +23,7 @@ export const toolUvimageSchema = z
     platforms: z.array(platform).min(1).optional().describe('target platforms, e.g. ["linux/amd64", "linux/arm64"]'),
     base: z.string().min(1).optional().describe('a base image from a registry (by tag or digest); default: the uvimage-built Debian flavour'),
     'base-glibc': z.string().regex(/^2\.\d+$/, 'a glibc version like 2.36').optional().describe("the glibc of `base` (caps manylinux wheels); default: read from the base's dpkg database"),
-    flavour: z.enum(flavourNames).optional().describe('the Debian flavour uvimage assembles as the base when `base` is not set (default cc)'),
+    flavour: z.enum(imageFlavourNames).optional().describe('the Debian flavour uvimage assembles as the base when `base` is not set (default cc; minimal: of cc\'s packages only what the image\'s ELF files need)'),
     'debian-suite': z.enum(debianSuiteNames as [DebianSuite, ...DebianSuite[]]).optional().describe('Debian release for the assembled base and the Debian runtime (default trixie)'),
     'debian-mirror': z.string().url().regex(/^https?:\/\//, 'an http:// or https:// URL').optional().describe('Debian mirror (also a snapshot.debian.org URL, for pinning)'),
     'debian-lock': z.string().min(1).optional().describe('Debian lock file for the base, relative to the project; {arch} is replaced by amd64/arm64 (written when missing, followed after)'),

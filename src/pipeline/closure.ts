@@ -15,12 +15,13 @@
  */
 import { posix } from 'node:path';
 import { readElf, type ElfInfo } from '../binary/elf.js';
-import { findMissingLibraries, ImageTree, loaderSystem, type MissingLibrary } from '../binary/loader.js';
+import { findMissingLibraries, ImageTree, loaderSystem, shownPath, type MissingLibrary } from '../binary/loader.js';
 import { debianSourceFrom, fetchIndexFile } from '../debian/archive/index.js';
 import { findInContents, packagesInSearchPath } from '../debian/contents.js';
 import { UserError, describeError } from '../errors.js';
 import { architectures, type Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
+import { glibcLoadingSymbols } from '../facts/glibc.js';
 import type { Layer } from '../oci/image.js';
 import type { BlobSource } from '../oci/sink.js';
 import { spoolTar } from '../oci/spooled-tar.js';
@@ -28,10 +29,10 @@ import type { BlobStore } from '../oci/store.js';
 import { verifiedTar } from '../report/image-source.js';
 
 /** Bump when what a layer-files record holds changes. */
-const layerFilesFormat = 1;
+const layerFilesFormat = 2;
 
 /** One layer as the closure check sees it. */
-interface LayerFiles {
+export interface LayerFiles {
   format: number;
   /** Each member: path (no leading '/'), 'f' file, 'd' directory, 'l' symlink (with its target). */
   entries: [string, 'f' | 'd' | 'l', string?][];
@@ -45,7 +46,7 @@ interface LayerFiles {
 const ownerText = /^(var\/lib\/dpkg\/status\.d\/[^/]+\.md5sums|.*\.dist-info\/RECORD|etc\/ld\.so\.conf(\.d\/[^/]+)?|etc\/ld\.so\.cache|(usr\/lib|etc)\/os-release)$/;
 
 /** A layer's files, read from its blob once and then kept in the store by diff_id. */
-async function layerFiles(layer: Layer, blobs: BlobSource, store: BlobStore): Promise<LayerFiles> {
+export async function layerFiles(layer: Layer, blobs: BlobSource, store: BlobStore): Promise<LayerFiles> {
   return store.cached(
     'layer-files',
     JSON.stringify({ format: layerFilesFormat, diffId: layer.diffId }),
@@ -72,7 +73,7 @@ async function layerFiles(layer: Layer, blobs: BlobSource, store: BlobStore): Pr
           if (ownerText.test(member.path) && member.size < 4 * 1024 * 1024 && !member.path.endsWith('ld.so.cache')) files.texts[member.path] = (await spool.readFile(member)).toString('utf8');
           if (member.path.endsWith('ld.so.cache')) files.texts[member.path] = '';
           if (member.size < 52) continue;
-          const elf = await readElf((position, length) => spool.readRange(member, position, Math.max(0, Math.min(length, member.size - position))));
+          const elf = await readElf((position, length) => spool.readRange(member, position, Math.max(0, Math.min(length, member.size - position))), { watchedImports: glibcLoadingSymbols });
           if (elf) files.elf[member.path] = elf;
         }
         return files;
@@ -85,7 +86,7 @@ async function layerFiles(layer: Layer, blobs: BlobSource, store: BlobStore): Pr
 }
 
 /** The image as one tree, layer over layer, whiteouts applied. */
-function imageTree(layers: LayerFiles[]): { tree: ImageTree; texts: Map<string, string> } {
+export function imageTree(layers: LayerFiles[]): { tree: ImageTree; texts: Map<string, string> } {
   const tree = new ImageTree();
   const texts = new Map<string, string>();
   for (const layer of layers) {
@@ -107,14 +108,18 @@ function imageTree(layers: LayerFiles[]): { tree: ImageTree; texts: Map<string, 
 }
 
 /** Who owns each file, from the image's own records: Debian's status.d md5sums and the dist-infos' RECORD files. */
-function owners(texts: Map<string, string>): (path: string) => string | undefined {
+export function owners(texts: Map<string, string>): (path: string) => string | undefined {
   const byPath = new Map<string, string>();
   for (const [path, text] of texts) {
     const debian = /^var\/lib\/dpkg\/status\.d\/([^/]+)\.md5sums$/.exec(path);
     if (debian) {
       for (const line of text.split('\n')) {
         const file = line.slice(34).trim();
-        if (file) byPath.set(file.replace(/^\.?\//, ''), `Debian ${debian[1]}`);
+        if (!file) continue;
+        const path = file.replace(/^\.?\//, '');
+        byPath.set(path, `Debian ${debian[1]}`);
+        // On a merged-/usr suite the .deb's lib/… is written as usr/lib/… (src/debian/deb.ts).
+        if (/^(bin|sbin|lib|lib32|lib64|libx32)\//.test(path)) byPath.set(`usr/${path}`, `Debian ${debian[1]}`);
       }
       continue;
     }
@@ -130,12 +135,6 @@ function owners(texts: Map<string, string>): (path: string) => string | undefine
     const relative = path.replace(/^\//, '');
     return byPath.get(relative) ?? (relative.startsWith('python/') ? 'the runtime' : undefined);
   };
-}
-
-/** A path people recognise: under site-packages, relative to it. */
-function shown(path: string): string {
-  const at = path.indexOf('/site-packages/');
-  return at >= 0 ? path.slice(at + '/site-packages/'.length) : path;
 }
 
 export interface ClosureFinding {
@@ -239,7 +238,7 @@ export function closureError(reports: ClosureReport[], suiteName: string | undef
     for (const finding of report.missing) {
       total++;
       const [first, ...others] = finding.neededBy;
-      const chain = first ? [...first.chain.slice(0, -1), first.file].map(shown).join(' → ') : '';
+      const chain = first ? [...first.chain.slice(0, -1), first.file].map(shownPath).join(' → ') : '';
       const who = first ? `${first.owner ? `${first.owner}: ` : ''}${chain}` : '';
       const more = others.length ? ` (and ${others.length} more file${others.length === 1 ? '' : 's'})` : '';
       let ships = '';

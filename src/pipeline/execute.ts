@@ -10,7 +10,8 @@ import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { writeDebianBase } from '../base/build.js';
+import { minimalBasePlan, writeDebianBase, type BuiltDebianBase } from '../base/build.js';
+import type { MinimalBaseSelection } from '../base/minimal.js';
 import { architectures } from '../facts/architectures.js';
 import type { Digest } from '../oci/digest.js';
 import { directoryEntries } from '../oci/directory-entries.js';
@@ -38,6 +39,7 @@ import type { BuildPlan, PlatformPlan } from './plan.js';
 import { venvRoot } from './plan.js';
 import { checkClosure, closureError, type ClosureReport } from './closure.js';
 import { writeDebugImage } from './debug-image.js';
+import { minimalBaseSelection } from './minimal-base.js';
 import { sourceTreeEntries } from './source-tree.js';
 import type { BytecodeCompilers, PipelineContext } from './sources.js';
 
@@ -58,6 +60,8 @@ export interface PlatformReport {
   config: ContainerConfig;
   /** What the closure check found: every ELF file's libraries in the image (misses accepted by allow-missing listed). */
   closure: ClosureReport;
+  /** The minimal flavour's choice: which of cc's packages stayed, and what of libc6 was left out. */
+  minimal?: MinimalBaseSelection;
 }
 
 export interface ExecutedBuild {
@@ -153,29 +157,19 @@ async function executePlatform(
   const added: AddedLayer[] = [];
   const annotations = { ...p.annotations };
 
-  // The base.
-  let baseConfig: ImageConfig;
-  let baseLayers: Layer[];
-  let debs: PlatformReport['debs'] = [];
+  // The base (for minimal, the candidate base: what stays is chosen once the other layers exist).
+  const runtime = p.runtime;
+  let base: WrittenBase;
   if (p.base.kind === 'pulled') {
-    baseConfig = p.base.config;
-    baseLayers = p.base.layers;
-    roles.push(...baseLayers.map(() => 'base'));
+    base = { config: p.base.config, layers: p.base.layers, roles: p.base.layers.map(() => 'base'), debs: [] };
   } else {
     const debian = p.base.plan;
     const compiler = debian.runtimeLayer ? await context.compilers.get(debian.runtimeLayer.compiler) : undefined;
-    const built = await writeDebianBase(debian, { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler });
-    baseConfig = JSON.parse(built.image.config.bytes.toString('utf8')) as ImageConfig;
-    // The base's own Entrypoint (python3 for the Debian runtime) is not the app's.
-    if (baseConfig.config) delete baseConfig.config.Entrypoint;
-    baseLayers = built.image.layers;
-    roles.push(...built.layers.map((layer) => (layer.group === 'runtime' ? 'runtime' : `base: ${layer.group}`)));
-    debs = built.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, digest: pkg.digest }));
+    base = writtenBase(await writeDebianBase(debian, { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler }));
   }
 
   // The runtime.
   let trimmed: TrimmedGroup[] | undefined;
-  const runtime = p.runtime;
   if (runtime.kind === 'standalone') {
     const archive = await fetchStandalone({ version: runtime.version, arch: architectures[p.target.arch].python, release: runtime.release, asset: runtime.asset, sha256: runtime.sha256 }, store, { env, progress });
     const layer = await writeStandaloneLayer(store, { archive, version: runtime.version, trim: runtime.trim !== false, mtime, root: runtime.root, plannedKey: runtime.key, progress });
@@ -208,6 +202,23 @@ async function executePlatform(
     roles.push('files');
   }
 
+  const runtimeRoot = runtime.kind === 'standalone' ? runtime.root : '/usr/lib';
+  const pythonInterpreters = [
+    { root: venvRoot, interpreter: `${venvRoot}/bin/python` },
+    { root: runtimeRoot, interpreter: runtime.interpreter },
+  ];
+  const workdir = p.config.WorkingDir ?? '/';
+  let minimal: MinimalBaseSelection | undefined;
+  if (p.base.kind === 'debian' && p.base.plan.base === 'minimal') {
+    const debian = p.base.plan;
+    const extra = base.layers.filter((_, index) => base.roles[index] === 'base: extra');
+    const candidateBase = base.layers.filter((_, index) => base.roles[index] !== 'base: extra');
+    minimal = await minimalBaseSelection(debian, { candidateBase, others: [...extra, ...added.map((entry) => entry.layer)] }, { store, blobs: context.blobs, pythonInterpreters, workdir });
+    base = writtenBase(await writeDebianBase(minimalBasePlan(debian, minimal), { store, progress, env, mediaTypes: plan.outputs.mediaTypes }));
+  }
+  roles.unshift(...base.roles);
+  const { config: baseConfig, layers: baseLayers, debs } = base;
+
   const planned = p.layers.map((layer) => layer.label);
   if (!isDeepStrictEqual(roles, planned)) throw new Error(`${p.platform}: built layers ${roles.join(', ')}; the plan has ${planned.join(', ')}`);
   const imageConfig = extendConfig({ base: baseConfig, platform, added, changes: p.changes, created: plan.created.iso });
@@ -216,19 +227,15 @@ async function executePlatform(
   const image = assembleImage({ platform, config: imageConfig, layers, annotations, flavour: plan.outputs.mediaTypes });
   await store.putBytes(image.config.bytes);
   await store.putBytes(image.manifest.bytes);
-  const runtimeRoot = runtime.kind === 'standalone' ? runtime.root : '/usr/lib';
   const closure = await checkClosure(layers, {
     arch: p.target.arch,
     platform: p.platform,
     suite: p.base.kind === 'debian' ? p.base.plan.suite : undefined,
     mirror: p.base.kind === 'debian' ? p.base.mirror : undefined,
     allowMissing: plan.allowMissing,
-    pythonInterpreters: [
-      { root: venvRoot, interpreter: `${venvRoot}/bin/python` },
-      { root: runtimeRoot, interpreter: runtime.interpreter },
-    ],
+    pythonInterpreters,
     stdlibModules: new RegExp(`^${runtimeRoot}/(lib/)?python3\\.\\d+/lib-dynload/`),
-    workdir: imageConfig.config?.WorkingDir ?? '/',
+    workdir,
     store,
     blobs: context.blobs,
     env,
@@ -257,7 +264,28 @@ async function executePlatform(
       debs,
       config: imageConfig.config ?? {},
       closure,
+      ...(minimal ? { minimal } : {}),
     },
+  };
+}
+
+/** A base as the image uses it: its config, its layers and their roles, the .debs it was written from. */
+interface WrittenBase {
+  config: ImageConfig;
+  layers: Layer[];
+  roles: string[];
+  debs: PlatformReport['debs'];
+}
+
+function writtenBase(built: BuiltDebianBase): WrittenBase {
+  const config = JSON.parse(built.image.config.bytes.toString('utf8')) as ImageConfig;
+  // The base's own Entrypoint (python3 for the Debian runtime) is not the app's.
+  if (config.config) delete config.config.Entrypoint;
+  return {
+    config,
+    layers: built.image.layers,
+    roles: built.layers.map((layer) => (layer.group === 'runtime' ? 'runtime' : `base: ${layer.group}`)),
+    debs: built.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, digest: pkg.digest })),
   };
 }
 

@@ -16,6 +16,7 @@ import { dirname, join, relative } from 'node:path';
 import { UserError } from '../errors.js';
 import type { BuildRequest, OutputRequest } from '../config/request.js';
 import type { ToolUvimage } from '../config/schema.js';
+import { alwaysKept } from '../base/minimal.js';
 import { lockPathFor, planDebianBaseFrom, type BaseName, type BytecodeInterpreter, type DebianBasePlan, type PlannedDeb, type ResolvedBasePackages } from '../base/build.js';
 import { planDebugImage, type DebugImagePlan } from './debug-image.js';
 import { architectures, type Architecture } from '../facts/architectures.js';
@@ -386,8 +387,13 @@ function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLay
   if (base.kind === 'pulled') {
     for (const layer of base.layers) layers.push({ role: 'base', label: 'base', inputs: [`${base.reference} ${layer.descriptor.digest}`], key: { blob: layer.descriptor.digest } });
   } else {
+    // minimal: the flavour's packages are candidates, kept when the image's ELF files need them
+    // (decided once the other layers exist), so its layers have no key before then.
+    const selected = base.plan.base === 'minimal';
+    const always = new Set(alwaysKept(base.plan.suite));
     for (const layer of base.plan.layers) {
-      layers.push({ role: 'base', label: `base: ${layer.group}`, inputs: layer.packages.map((pkg) => `${pkg.name}=${pkg.version}`), key: layer.key ? { record: 'debian-layers', name: layer.key } : null });
+      const inputs = layer.packages.map((pkg) => `${pkg.name}=${pkg.version}${selected && layer.group !== 'extra' && !always.has(pkg.name) ? ' (if needed)' : ''}`);
+      layers.push({ role: 'base', label: `base: ${layer.group}`, inputs, key: layer.key && !selected ? { record: 'debian-layers', name: layer.key } : null });
     }
     const runtimeLayer = base.plan.runtimeLayer;
     if (runtimeLayer) {
@@ -411,7 +417,7 @@ function layerPlans(base: PlannedBase, runtime: RuntimePlan, venvLayers: VenvLay
 /**
  * What the image runs when [tool.uvimage] says nothing: the project's one console script; without
  * one, the venv's python — with `-m <module>` when the project's top-level module has a
- * __main__.py (src/ layout or flat). The request refused several console scripts.
+ * __main__.py (src/ layout or flat). Several console scripts leave the choice to the user: an error.
  */
 async function defaultCommand(config: ToolUvimage, locked: LockedProject): Promise<{ words: string[]; from: string }> {
   if (config.cmd || config.entrypoint) return { words: [], from: config.entrypoint ? 'tool.uvimage.entrypoint' : 'tool.uvimage.cmd' };

@@ -75,6 +75,17 @@ for (const project of projects) {
   });
 }
 
+// The minimal flavour (issue 12): the same smoke on a base of only what each image's ELF files need.
+for (const project of projects) {
+  test(`${project.name} on linux/amd64 with the minimal base: ${project.smoke.description}`, async () => {
+    const outcome = await runCorpusProject(project, { platform: 'linux/amd64', runtimeEnv: standaloneEnv(mirror312), workDir: work, privateIndex, timeoutMs: 60_000, flavour: 'minimal' });
+    assertOutcome(outcome);
+    const minimal = outcome.build.json!.platforms[0]!.minimal;
+    assert.ok(minimal, 'the build reports the minimal selection');
+    assert.ok(minimal.packages.includes('libc6') && minimal.leftOut.includes('gcc-14-base'), JSON.stringify(minimal));
+  });
+}
+
 for (const name of arm64Projects) {
   const project = projects.find((entry) => entry.name === name)!;
   test(`${name} on linux/arm64 under qemu-user`, async () => {

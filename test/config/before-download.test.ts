@@ -58,6 +58,7 @@ const cases: Case[] = [
   { name: 'several console scripts and no command', args: [], project: () => scripts, error: /no command for the image, and the project has 3 console scripts \(hello, serve, migrate\)/ },
   { name: 'the Debian runtime with a pulled base', args: ['--runtime', 'debian', '--base', '127.0.0.1:1/base:1'], error: /--runtime and --base cannot be combined/ },
   { name: 'a flavour with a pulled base', args: ['--flavour', 'static', '--base', '127.0.0.1:1/base:1'], error: /--flavour and --base cannot be combined/ },
+  { name: 'a flavour with the Debian runtime', args: ['--runtime', 'debian', '--flavour', 'minimal'], error: /--runtime and --flavour cannot be combined: runtime "debian" is Debian's CPython on the cc flavour/ },
   { name: 'the Debian runtime with a Python its suite lacks', args: ['--runtime', 'debian'], error: /Python 3\.12 was asked for \(\.python-version\), but Debian trixie's CPython is 3\.13/ },
   { name: 'a Python no release has', args: ['--python', '3.99'], error: /no python-build-standalone release of Python 3\.99 for x86_64 Linux/ },
   { name: 'a Python the lock does not allow', args: ['--python', '3.11'], error: /requires Python >=3\.12 \(uv\.lock\) but the target Python is 3\.11\.\d+/ },

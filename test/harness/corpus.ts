@@ -108,6 +108,8 @@ export interface CorpusRunOptions {
   beforeBuild?: (copy: string) => void | Promise<void>;
   /** Leave the image in the engine (default: removed after the checks). */
   keepImage?: boolean;
+  /** The Debian flavour of the base (`--flavour`); default: the project's own (cc). */
+  flavour?: string;
 }
 
 export interface CheckOutcome {
@@ -134,7 +136,8 @@ export interface CorpusOutcome {
 /** Copies, builds (`--load`), runs every check of the project and removes its image; never throws for the project's own failures. */
 export async function runCorpusProject(project: CorpusProject, options: CorpusRunOptions): Promise<CorpusOutcome> {
   const arch = options.platform.split('/')[1]!;
-  const image = `uvimage-corpus/${project.name}:${arch}`;
+  const image = `uvimage-corpus/${project.name}:${arch}${options.flavour ? `-${options.flavour}` : ''}`;
+  const label = `${project.name} ${options.platform}${options.flavour ? ` (${options.flavour} base)` : ''}`;
   const copy = await mkdtemp(join(options.workDir, `${project.name}-${arch}-`));
   await cp(project.dir, copy, { recursive: true });
   await rm(join(copy, 'smoke.json'));
@@ -152,6 +155,7 @@ export async function runCorpusProject(project: CorpusProject, options: CorpusRu
   }
   const args = ['build', copy, '--platform', options.platform, '-t', image, '--load', '--cache-dir', sharedCliCache(), '--json'];
   if (options.python) args.push('--python', options.python);
+  if (options.flavour) args.push('--flavour', options.flavour);
   args.push(...project.smoke.build);
 
   await options.beforeBuild?.(copy);
@@ -162,21 +166,21 @@ export async function runCorpusProject(project: CorpusProject, options: CorpusRu
   try {
     if (result.code !== 0) {
       build.error = firstErrorLine(result.stderr) ?? `exit ${result.code}`;
-      outcome.summary = `${project.name} ${options.platform}: build failed (exit ${result.code}): ${build.error}`;
+      outcome.summary = `${label}: build failed (exit ${result.code}): ${build.error}`;
       return outcome;
     }
     build.json = JSON.parse(result.stdout) as BuildJson;
     const loaded = (await inspectImage(image)).Architecture;
     if (loaded !== arch) {
-      outcome.summary = `${project.name} ${options.platform}: the loaded image is ${loaded}, not ${arch}`;
+      outcome.summary = `${label}: the loaded image is ${loaded}, not ${arch}`;
       return outcome;
     }
     for (const check of project.smoke.checks) outcome.checks.push(await runCheck(image, check, options));
     const failed = outcome.checks.filter((check) => !check.ok);
     outcome.ok = failed.length === 0;
     outcome.summary = outcome.ok
-      ? `${project.name} ${options.platform}: ok (build ${build.seconds.toFixed(1)} s; ${outcome.checks.map((check) => `${check.name} ${check.ms} ms`).join(', ')})`
-      : `${project.name} ${options.platform}: built, ${failed.map((check) => `${check.name}: ${check.detail}`).join('; ')}`;
+      ? `${label}: ok (build ${build.seconds.toFixed(1)} s; ${outcome.checks.map((check) => `${check.name} ${check.ms} ms`).join(', ')})`
+      : `${label}: built, ${failed.map((check) => `${check.name}: ${check.detail}`).join('; ')}`;
     return outcome;
   } finally {
     if (!options.keepImage) await run('docker', ['image', 'rm', '--force', image]);

@@ -13,8 +13,12 @@ import type { Architecture } from '../../src/facts/architectures.js';
 import type { DebianSuite } from '../../src/facts/debian-suites.js';
 import { sharedTestStore } from './cache.js';
 
-/** Unpacks the data of `packages` (newest versions of the suite) into `dir`, as dpkg would (merged-/usr on trixie). */
-export async function unpackDebianPackages(dir: string, suite: DebianSuite, arch: Architecture, packages: string[]): Promise<void> {
+/**
+ * Unpacks the data of `packages` (newest versions of the suite) into `dir`, as dpkg would
+ * (merged-/usr on trixie). Returns the package each regular file came from, by image path ('/usr/…').
+ */
+export async function unpackDebianPackages(dir: string, suite: DebianSuite, arch: Architecture, packages: string[]): Promise<Map<string, string>> {
+  const owners = new Map<string, string>();
   const store = await sharedTestStore();
   const index = await loadPackageIndex(debianSourceFrom({ suite, arch, env: {} }), store);
   for (const name of packages) {
@@ -37,10 +41,12 @@ export async function unpackDebianPackages(dir: string, suite: DebianSuite, arch
           if (Buffer.isBuffer(content)) await pipeline([content], createWriteStream(path));
           else await pipeline(content, createWriteStream(path));
           await chmod(path, file.mode & 0o7777);
+          owners.set(`/${file.path}`, name);
         }
       }
     } finally {
       await deb.close();
     }
   }
+  return owners;
 }

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { resolveBuildRequest, type BuildFlags } from '../../src/config/request.js';
 import type { PlannedDeb, ResolvedBasePackages } from '../../src/base/build.js';
 import { flavourPackages } from '../../src/base/flavours.js';
+import { flavourOf } from '../../src/base/build.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { planBuild, type BuildPlan, type PlanSources, type PulledBase } from '../../src/pipeline/plan.js';
 import { loadLockedProject } from '../../src/python/locked-project.js';
@@ -53,8 +54,7 @@ function plainSources(calls: string[] = []): PlanSources {
     bytecodeInterpreter: async (minor) => ({ interpreter: `/opt/python${minor}/bin/python${minor}`, version: `${minor}.1`, cacheTag: `cpython-${minor.replace('.', '')}` }),
     debianBasePackages: async (request) => {
       calls.push(`debian ${request.base} ${request.suite} ${request.arch}`);
-      const flavour = request.base === 'python3' ? 'cc' : request.base;
-      const resolved: ResolvedBasePackages = { base: flavourPackages(flavour, request.suite).map((name) => deb(name, '1.0-1', request.arch)), runtime: [], extra: [] };
+      const resolved: ResolvedBasePackages = { base: flavourPackages(flavourOf(request.base), request.suite).map((name) => deb(name, '1.0-1', request.arch)), runtime: [], extra: [] };
       if (request.base === 'python3') resolved.runtime = [deb('python3.13', '3.13.5-2', request.arch), deb('libpython3.13-stdlib', '3.13.5-2', request.arch), deb('libexpat1', '2.7.1-2', request.arch)];
       return resolved;
     },
@@ -102,6 +102,18 @@ test('a workspace member: its own packages and the members it needs, built into 
   assert.deepEqual(platform.config.Entrypoint, ['/app/.venv/bin/app']);
   assert.equal(platform.config.User, '65532');
   assert.equal(platform.runtime.kind === 'standalone' && platform.runtime.url, 'https://mirror.example/20260814/cpython-3.12.9+20260814-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz');
+});
+
+test('the minimal flavour: cc\'s packages as candidates, marked (if needed) beyond the static content and libc6; its base layers have no key before execution', async () => {
+  const built = await plan(join(fixtures, 'workspace', 'packages', 'app'), { flavour: 'minimal' });
+  const platform = built.platforms[0]!;
+  assert.equal(platform.base.name, 'uvimage minimal (Debian trixie)');
+  const base = platform.layers.filter((layer) => layer.role === 'base');
+  assert.deepEqual(base.map((layer) => [layer.label, layer.key]), [['base: libc', null], ['base: base', null]]);
+  const inputs = base.flatMap((layer) => layer.inputs);
+  assert.ok(inputs.includes('libc6=1.0-1') && inputs.includes('tzdata=1.0-1'), inputs.join());
+  assert.ok(inputs.includes('libstdc++6=1.0-1 (if needed)') && inputs.includes('libssl3t64=1.0-1 (if needed)'), inputs.join());
+  assert.ok(platform.layers.find((layer) => layer.role === 'runtime')!.key, 'the layers above keep their keys');
 });
 
 test('a virtual project: nothing of the project is built; it runs python -m its module', async () => {

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { UserError } from '../../errors.js';
 import type { MediaTypeFlavour } from '../../oci/image.js';
 import { hostPlatform, parsePlatformList } from '../../oci/platform.js';
-import { baseNames, buildDebianBaseArtifact, parseBaseName } from '../../base/build.js';
+import { buildDebianBaseArtifact, parseBaseName, standaloneBaseNames } from '../../base/build.js';
 import { parseArchitecture } from '../../facts/architectures.js';
 import { parseDebianSuite } from '../../facts/debian-suites.js';
 import { mediaTypesOption } from '../parse.js';
@@ -52,7 +52,7 @@ export function baseCommandDefinition(): Command {
   return addOutputOptions(
     new Command('base')
       .description("build a distroless base (distroless' static, base-nossl, base, cc) or Debian's CPython on cc, from signed Debian packages")
-      .argument('<flavour>', `one of: ${baseNames.join(', ')}`)
+      .argument('<flavour>', `one of: ${standaloneBaseNames.join(', ')}`)
       .option('--suite <suite>', 'Debian suite: trixie or bookworm', 'trixie')
       .option('--platform <list>', 'target platforms, comma separated: linux/amd64, linux/arm64 (default: this host)')
       .option('--mirror <url>', 'Debian archive (or a snapshot.debian.org URL; default $UVIMAGE_DEBIAN_MIRROR, else deb.debian.org)')

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { debianSuiteNames } from '../../facts/debian-suites.js';
-import { flavourNames } from '../../base/flavours.js';
+import { imageFlavourNames } from '../../base/flavours.js';
 import { resolveBuildRequest, type BuildFlags } from '../../config/request.js';
 import { executePlan, type PlatformReport } from '../../pipeline/execute.js';
 import { debugTagSuffix } from '../../pipeline/debug-image.js';
@@ -27,7 +27,7 @@ export function addImageOptions(command: Command): Command {
     .option('--platform <list>', 'target platforms, comma separated (default: tool.uvimage.platforms, else linux/amd64)')
     .option('--base <ref>', 'a base image from any registry instead of the Debian flavour uvimage assembles')
     .option('--base-glibc <version>', "the glibc of --base, e.g. 2.36 (default: read from the base's dpkg database)")
-    .addOption(new Option('--flavour <name>', 'the Debian flavour to assemble as the base (default cc)').choices([...flavourNames]))
+    .addOption(new Option('--flavour <name>', 'the Debian flavour to assemble as the base (default cc)').choices([...imageFlavourNames]))
     .addOption(new Option('--debian-suite <suite>', 'Debian release of the base and of the Debian runtime (default trixie)').choices([...debianSuiteNames]))
     .option('--debian-mirror <url>', 'Debian mirror (or a snapshot.debian.org URL)')
     .option('--debian-lock <path>', 'Debian lock file of the base ({arch} for several platforms): written when missing, followed after')
@@ -91,6 +91,11 @@ function describeLayers(report: PlatformReport, plan: PlatformPlan, source: Sour
   ];
   const closure = report.closure;
   lines.push(`    closure: ${closure.elfFiles} ELF files, every library they need is in the image${closure.allowed.length ? ` (allowed missing: ${closure.allowed.map((finding) => finding.soname).join(', ')})` : ''}${closure.unloadableModules.length ? `; stdlib modules that cannot load: ${closure.unloadableModules.map((finding) => finding.soname).join(', ')}` : ''}`);
+  const minimal = report.minimal;
+  if (minimal) {
+    const why = Object.entries(minimal.keptFor).map(([name, files]) => `${name} for ${files.join(', ')}`);
+    lines.push(`    minimal base: ${minimal.packages.length} packages${why.length ? ` (${why.join('; ')})` : ''}; left out ${minimal.leftOut.join(', ') || 'nothing'}; of libc6, ${minimal.dropped.length} paths nothing loads${minimal.gconv ? '' : ' (the gconv modules among them: nothing imports iconv_open)'}`);
+  }
   if (source) lines.push(`    source tree ${source.dir} -> ${source.dest}: ${source.files} files, ${formatBytes(source.bytes)} (${source.why})`);
   for (const layer of report.layers) lines.push(`    ${layer.role.padEnd(24)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest.slice(0, 19)}`);
   const trimmed = report.trimmed?.reduce((sum, group) => sum + group.bytes, 0) ?? 0;
