@@ -1,9 +1,10 @@
 /**
  * `npm run bench`: runs the benchmarks and writes each one's section of docs/benchmarks.md with
  * the machine, the date and the command. Targets are stated in each section; they are measured
- * here, never asserted in timed tests. BENCH_ONLY=layer,debian,venv,build,strip,xz runs a subset; the
+ * here, never asserted in timed tests. BENCH_ONLY=layer,debian,venv,build,breakdown,strip,xz runs a subset; the
  * comparison with the recipe's Dockerfile is `npm run bench:recipe`.
  */
+import { runBreakdownBench } from './breakdown.js';
 import { runBuildBench } from './build.js';
 import { runDebianBasesBench } from './debian-bases.js';
 import { runLayerWriterBench } from './layer-writer.js';
@@ -17,6 +18,7 @@ const benches: [name: string, title: string, run: () => Promise<string>][] = [
   ['debian', 'Debian bases: sizes beside distroless', () => runDebianBasesBench()],
   ['venv', 'Virtualenv layers beside uv sync', () => runVenvBench()],
   ['build', 'uvimage build of examples/fastapi-hello', () => runBuildBench()],
+  ['breakdown', 'Where the time goes: a cold build and adding a dependency', () => runBreakdownBench()],
   ['strip', 'Debug information stripped from wheels', () => runStripBench()],
   ['xz', 'xz decoding: xz-decompress (WebAssembly) beside lzma-native', () => runXzBench()],
 ];

@@ -328,7 +328,7 @@ async function writePlannedBase(
   const layers = await writeBaseLayers({ flavour, suite: plan.suite, arch: plan.arch, store, layers: plan.layers, mtime: plan.mtime, stage });
   if (plan.runtimeLayer) {
     const planned = plan.runtimeLayer;
-    const compiler = options.compiler ?? (await openPycCompiler(debianSuites[plan.suite].python, { interpreter: planned.compiler.interpreter }));
+    const compiler = options.compiler ?? (await openPycCompiler(debianSuites[plan.suite].python, { interpreter: planned.compiler.interpreter, env: options.env }));
     try {
       if (!compiler || compiler.version !== planned.compiler.version) {
         throw new UserError(`the CPython that compiles the runtime's bytecode changed while building: planned ${planned.compiler.interpreter} ${planned.compiler.version}, found ${compiler ? `${compiler.interpreter} ${compiler.version}` : 'none'}`);

@@ -59,6 +59,8 @@ export interface MinimalBaseSelection {
   dropped: string[];
   /** Whether the gconv modules stay (something imports iconv_open). */
   gconv: boolean;
+  /** The first file (in path order) that imports iconv_open, when gconv stays. */
+  gconvFor?: string;
 }
 
 export function selectMinimalBase(input: MinimalBaseInput): MinimalBaseSelection {
@@ -125,7 +127,8 @@ export function selectMinimalBase(input: MinimalBaseInput): MinimalBaseSelection
     if (droppedFiles.has(target)) droppedFiles.add(path);
   }
   const dropped = [...droppedFiles].map((path) => path.slice(1)).sort();
-  return { packages, keptFor, leftOut: input.candidates.filter((name) => !kept.has(name)), dropped, gconv };
+  const gconvFor = gconv ? inProcesses.find((path) => elfOf(path)?.imports?.some((symbol) => gconvSymbols.includes(symbol))) : undefined;
+  return { packages, keptFor, leftOut: input.candidates.filter((name) => !kept.has(name)), dropped, gconv, ...(gconvFor ? { gconvFor: shownPath(gconvFor) } : {}) };
 }
 
 /** Why a library of the base is loaded: the first file (in path order) that needs it, or what makes glibc load it. */

@@ -96,6 +96,9 @@ test('a C++ module keeps libstdc++6 (and libgcc-s1, which it needs), with who ne
   assert.ok(selection.packages.includes('libstdc++6') && selection.packages.includes('libgcc-s1'), JSON.stringify(selection.packages));
   assert.match(selection.keptFor['libstdc++6']!.join(), /libstdc\+\+\.so\.6 \(needed by ext\.so\)/);
   assert.ok(selection.leftOut.includes('libssl3t64'));
+  // libstdc++ imports iconv_open (its codecvt and messages facets), so the gconv modules can be loaded.
+  assert.equal(selection.gconv, true);
+  assert.match(selection.gconvFor!, /libstdc\+\+\.so\.6/);
 });
 
 test('a program that calls iconv_open keeps the gconv modules; one with no threads leaves libgcc-s1 out', async () => {

@@ -94,7 +94,7 @@ function describeLayers(report: PlatformReport, plan: PlatformPlan, source: Sour
   const minimal = report.minimal;
   if (minimal) {
     const why = Object.entries(minimal.keptFor).map(([name, files]) => `${name} for ${files.join(', ')}`);
-    lines.push(`    minimal base: ${minimal.packages.length} packages${why.length ? ` (${why.join('; ')})` : ''}; left out ${minimal.leftOut.join(', ') || 'nothing'}; of libc6, ${minimal.dropped.length} paths nothing loads${minimal.gconv ? '' : ' (the gconv modules among them: nothing imports iconv_open)'}`);
+    lines.push(`    minimal base: ${minimal.packages.length} packages${why.length ? ` (${why.join('; ')})` : ''}; left out ${minimal.leftOut.join(', ') || 'nothing'}; of libc6, ${minimal.dropped.length} paths nothing loads${minimal.gconv ? ` (the gconv modules stay: ${minimal.gconvFor ?? 'a file'} imports iconv_open)` : ' (the gconv modules among them: nothing imports iconv_open)'}`);
   }
   if (source) lines.push(`    source tree ${source.dir} -> ${source.dest}: ${source.files} files, ${formatBytes(source.bytes)} (${source.why})`);
   for (const layer of report.layers) lines.push(`    ${layer.role.padEnd(24)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest.slice(0, 19)}`);
