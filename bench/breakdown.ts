@@ -22,6 +22,7 @@ const repo = fileURLToPath(new URL('..', import.meta.url));
 /** The stages a build reports, by their finished lines. */
 const stageNames: [name: string, line: RegExp][] = [
   ['Debian index (signed InRelease, Packages)', /^Fetched the Debian .* index/],
+  ['planning (the Debian index parsed, uv lock --check, the bytecode interpreter)', /^Planned the build/],
   ['.debs (from the store)', /^Fetched \d+ Debian /],
   ['Debian base layers', /^Wrote \d+ base layers?/],
   ['runtime archive (from the store)', /^Downloaded Python /],
@@ -30,6 +31,7 @@ const stageNames: [name: string, line: RegExp][] = [
   ['wheels (from the store)', /^Downloaded \d+ wheels?/],
   ['bytecode', /^Compiled \d+ files? to bytecode/],
   ['venv layers (install, tar, gzip)', /^Wrote \d+ venv layers?/],
+  ['closure check (layers read for their ELF files)', /^Read \d+ layers? for the closure check/],
   ['output: OCI layout', /^Wrote the OCI layout/],
 ];
 

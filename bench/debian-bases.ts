@@ -88,8 +88,9 @@ async function minimalBaseRow(source: string): Promise<string> {
       tar += contents.tarSize;
     }
     const gzip = baseLayers.reduce((sum, layer) => sum + layer.size, 0);
-    const verdict = content / 1e6 <= 12 ? 'met' : '**missed**';
-    return `| minimal (${relative(repo, source)}; target ≤ 12 MB: ${verdict}) | trixie/amd64 | ${report.minimal.packages.length} | ${baseLayers.length} | ${(content / 1e6).toFixed(2)} | ${(tar / 1e6).toFixed(2)} | ${(gzip / 1e6).toFixed(2)} | – | ${seconds.toFixed(1)} |`;
+    // The target is the example's; other projects are shown beside it.
+    const target = source.endsWith('examples/fastapi-hello') ? `; target ≤ 12 MB: ${content / 1e6 <= 12 ? 'met' : '**missed**'}` : '';
+    return `| minimal (${relative(repo, source)}${target}) | trixie/amd64 | ${report.minimal.packages.length} | ${baseLayers.length} | ${(content / 1e6).toFixed(2)} | ${(tar / 1e6).toFixed(2)} | ${(gzip / 1e6).toFixed(2)} | – | ${seconds.toFixed(1)} |`;
   } finally {
     await rm(work, { recursive: true, force: true });
   }

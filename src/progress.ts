@@ -94,6 +94,9 @@ export const stages = {
   baseLayer: (digest: string, repository: string): StageSpec => ({ doing: 'Downloading', done: 'Downloaded', what: `base layer ${digest.slice(7, 19)} of ${repository}` }),
   sboms: (): StageSpec => ({ doing: 'Making', done: 'Made', what: 'the SBOMs (CycloneDX, SPDX)' }),
   readLayers: (image: string): StageSpec => ({ doing: 'Reading', done: 'Read', unit: ['layer', 'layers'], what: `of ${image}` }),
+  /** The layers the closure check (and the minimal flavour) read for their ELF files: only those not read before. */
+  closureLayers: (arch: string): StageSpec => ({ doing: 'Reading', done: 'Read', unit: ['layer', 'layers'], what: `for the closure check (${arch})` }),
+  plan: (): StageSpec => ({ doing: 'Planning', done: 'Planned', what: 'the build' }),
 };
 
 const silentTask: StageTask = { advance() {}, tick() {}, end() {}, fail() {} };

@@ -27,6 +27,7 @@ import type { BlobSource } from '../oci/sink.js';
 import { spoolTar } from '../oci/spooled-tar.js';
 import type { BlobStore } from '../oci/store.js';
 import { verifiedTar } from '../report/image-source.js';
+import { asTask, stages, type Progress, type Stage } from '../progress.js';
 
 /** Bump when what a layer-files record holds changes. */
 const layerFilesFormat = 2;
@@ -46,11 +47,11 @@ export interface LayerFiles {
 const ownerText = /^(var\/lib\/dpkg\/status\.d\/[^/]+\.md5sums|.*\.dist-info\/RECORD|etc\/ld\.so\.conf(\.d\/[^/]+)?|etc\/ld\.so\.cache|(usr\/lib|etc)\/os-release)$/;
 
 /** A layer's files, read from its blob once and then kept in the store by diff_id. */
-export async function layerFiles(layer: Layer, blobs: BlobSource, store: BlobStore): Promise<LayerFiles> {
+export async function layerFiles(layer: Layer, blobs: BlobSource, store: BlobStore, stage?: Stage): Promise<LayerFiles> {
   return store.cached(
     'layer-files',
     JSON.stringify({ format: layerFilesFormat, diffId: layer.diffId }),
-    async () => {
+    () => asTask(stage, layer.descriptor.digest.slice(7, 19), async (task) => {
       const what = `layer ${layer.descriptor.digest}`;
       const tar = verifiedTar(() => blobs.openLayer(layer), { mediaType: layer.descriptor.mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size, diffId: layer.diffId }, what);
       const spool = await spoolTar(tar, { spoolPath: store.tempPath('closure'), label: what });
@@ -79,8 +80,9 @@ export async function layerFiles(layer: Layer, blobs: BlobSource, store: BlobSto
         return files;
       } finally {
         await spool.close();
+        task.advance(layer.descriptor.size);
       }
-    },
+    }),
     { valid: (record) => (record as LayerFiles).format === layerFilesFormat },
   );
 }
@@ -177,12 +179,18 @@ export interface ClosureOptions {
   store: BlobStore;
   blobs: BlobSource;
   env?: NodeJS.ProcessEnv;
+  progress?: Progress;
 }
 
 /** Checks one platform image's layers; the report lists what is missing (and what allow-missing let through). */
 export async function checkClosure(layers: Layer[], options: ClosureOptions): Promise<ClosureReport> {
   const files: LayerFiles[] = [];
-  for (const layer of layers) files.push(await layerFiles(layer, options.blobs, options.store));
+  const stage = options.progress?.stage(stages.closureLayers(options.arch));
+  try {
+    for (const layer of layers) files.push(await layerFiles(layer, options.blobs, options.store, stage));
+  } finally {
+    stage?.finish();
+  }
   const { tree, texts } = imageTree(files);
   const machine = architectures[options.arch].python;
   const report = findMissingLibraries(tree, { system: loaderSystem(machine), pythonInterpreters: options.pythonInterpreters, workdir: options.workdir });

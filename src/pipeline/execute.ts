@@ -213,7 +213,7 @@ async function executePlatform(
     const debian = p.base.plan;
     const extra = base.layers.filter((_, index) => base.roles[index] === 'base: extra');
     const candidateBase = base.layers.filter((_, index) => base.roles[index] !== 'base: extra');
-    minimal = await minimalBaseSelection(debian, { candidateBase, others: [...extra, ...added.map((entry) => entry.layer)] }, { store, blobs: context.blobs, pythonInterpreters, workdir });
+    minimal = await minimalBaseSelection(debian, { candidateBase, others: [...extra, ...added.map((entry) => entry.layer)] }, { store, blobs: context.blobs, pythonInterpreters, workdir, progress });
     base = writtenBase(await writeDebianBase(minimalBasePlan(debian, minimal), { store, progress, env, mediaTypes: plan.outputs.mediaTypes }));
   }
   roles.unshift(...base.roles);
@@ -239,6 +239,7 @@ async function executePlatform(
     store,
     blobs: context.blobs,
     env,
+    progress,
   });
   let debug: Image | undefined;
   if (p.debug) {

@@ -12,15 +12,24 @@ import { architectures } from '../facts/architectures.js';
 import type { Layer } from '../oci/image.js';
 import type { BlobSource } from '../oci/sink.js';
 import type { BlobStore } from '../oci/store.js';
-import { imageTree, layerFiles, owners } from './closure.js';
+import { stages, type Progress } from '../progress.js';
+import { imageTree, layerFiles, owners, type LayerFiles } from './closure.js';
 
 export async function minimalBaseSelection(
   plan: DebianBasePlan,
   layers: { candidateBase: Layer[]; others: Layer[] },
-  options: { store: BlobStore; blobs: BlobSource; pythonInterpreters: { root: string; interpreter: string }[]; workdir: string },
+  options: { store: BlobStore; blobs: BlobSource; pythonInterpreters: { root: string; interpreter: string }[]; workdir: string; progress?: Progress },
 ): Promise<MinimalBaseSelection> {
-  const base = await Promise.all(layers.candidateBase.map((layer) => layerFiles(layer, options.blobs, options.store)));
-  const others = await Promise.all(layers.others.map((layer) => layerFiles(layer, options.blobs, options.store)));
+  const stage = options.progress?.stage(stages.closureLayers(plan.arch));
+  const read = (layer: Layer) => layerFiles(layer, options.blobs, options.store, stage);
+  let base: LayerFiles[];
+  let others: LayerFiles[];
+  try {
+    base = await Promise.all(layers.candidateBase.map(read));
+    others = await Promise.all(layers.others.map(read));
+  } finally {
+    stage?.finish();
+  }
   const { tree } = imageTree([...base, ...others]);
   const baseTexts = imageTree(base).texts;
   // A path is the base's when a base layer has it and no later layer replaces or removes it.

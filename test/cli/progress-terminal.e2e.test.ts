@@ -77,6 +77,7 @@ function buildArgs(name: string): string[] {
 /** One pattern per stage of that build: its finished line. */
 const finishedStages = [
   /^Fetched the Debian trixie amd64 index \(\d+\.\d MiB\)/,
+  /^Planned the build/,
   /^Fetched \d+ Debian trixie packages for amd64 \(\d+\.\d MiB\)/,
   /^Wrote 2 base layers for amd64 \(Debian trixie cc, \d+\.\d MiB\)/,
   /^Downloaded Python 3\.12\.1 for amd64 \(\d+\.\d MiB\)/,
@@ -85,6 +86,7 @@ const finishedStages = [
   /^Downloaded \d+ wheels for amd64 \(\d+\.\d MiB\)/,
   /^Compiled \d+ files to bytecode for amd64/,
   /^Wrote 2 venv layers for amd64 \(\d+\.\d MiB\)/,
+  /^Read 5 layers for the closure check \(amd64\) \(\d+\.\d MiB\)/,
   /^Pushed 6 blobs to 127\.0\.0\.1:\d+\/e2e\/progress-\w+ \(\d+\.\d MiB\)/,
   /^Wrote the OCI layout \S+ \(\d+\.\d MiB\)/,
   /^Wrote the docker-archive \S+ \(\d+\.\d MiB\)/,

@@ -9,7 +9,7 @@ import type { SourceTreePlan } from '../../pipeline/source-tree.js';
 import { BytecodeCompilers, defaultPlanSources, type PipelineContext } from '../../pipeline/sources.js';
 import { readIndexes, type ProjectIndex } from '../../python/indexes.js';
 import { loadLockedProject, type LockedProject } from '../../python/locked-project.js';
-import { formatBytes } from '../../progress.js';
+import { asTask, formatBytes, stages } from '../../progress.js';
 import { addImageConfigOptions } from '../parse.js';
 import { addOutputOptions, collect, openImageRun, type CommonOptions, type ImageRun } from '../run.js';
 import { checkSbomDirectory, emitSboms } from '../sbom.js';
@@ -77,7 +77,14 @@ export async function withPlan(
   const compilers = new BytecodeCompilers(context);
   try {
     const indexes = await readIndexes(locked.root, context.env);
-    const plan = await planBuild(request, locked, defaultPlanSources(context, compilers), indexes);
+    // Planning is a stage of its own: reading a Debian index or checking the lock with uv takes seconds the other stages do not show.
+    const planning = context.progress.stage(stages.plan());
+    let plan: BuildPlan;
+    try {
+      plan = await asTask(planning, 'the build', () => planBuild(request, locked, defaultPlanSources(context, compilers), indexes));
+    } finally {
+      planning.finish();
+    }
     await use(plan, { ...context, run, compilers, locked, indexes });
   } finally {
     await compilers.close();
