@@ -10,7 +10,8 @@ import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { writeDebianBase } from '../base/build.js';
+import { writeDebianBase, type DebianBasePlan, type PlannedDeb } from '../base/build.js';
+import type { WrittenPackagesLayer } from '../base/image.js';
 import { architectures } from '../facts/architectures.js';
 import type { Digest } from '../oci/digest.js';
 import { directoryEntries } from '../oci/directory-entries.js';
@@ -164,21 +165,25 @@ async function executePlatform(
   } else {
     const debian = p.base.plan;
     const compiler = debian.runtimeLayer ? await context.compilers.get(debian.runtimeLayer.compiler) : undefined;
-    const built = await writeDebianBase(debian, { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler });
+    // Only the .debs of layers no cache has are fetched (a CI runner with the layer cache fetches none).
+    const built = await writeDebianBase(await withoutCachedDebs(debian, store), { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler });
     baseConfig = JSON.parse(built.image.config.bytes.toString('utf8')) as ImageConfig;
     // The base's own Entrypoint (python3 for the Debian runtime) is not the app's.
     if (baseConfig.config) delete baseConfig.config.Entrypoint;
     baseLayers = built.image.layers;
     roles.push(...built.layers.map((layer) => (layer.group === 'runtime' ? 'runtime' : `base: ${layer.group}`)));
-    debs = built.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, digest: pkg.digest }));
+    debs = [...debian.packages.base, ...debian.packages.extra, ...debian.packages.runtime].map((pkg) => ({ name: pkg.name, version: pkg.version, digest: `sha256:${pkg.sha256}` as Digest }));
   }
 
   // The runtime.
   let trimmed: TrimmedGroup[] | undefined;
   const runtime = p.runtime;
   if (runtime.kind === 'standalone') {
-    const archive = await fetchStandalone({ version: runtime.version, arch: architectures[p.target.arch].python, release: runtime.release, asset: runtime.asset, sha256: runtime.sha256 }, store, { env, progress });
-    const layer = await writeStandaloneLayer(store, { archive, version: runtime.version, trim: runtime.trim !== false, mtime, root: runtime.root, plannedKey: runtime.key, progress });
+    // The archive is fetched only when the layer is written, not when a cache has the layer.
+    const download = { version: runtime.version, arch: architectures[p.target.arch].python, release: runtime.release, asset: runtime.asset, sha256: runtime.sha256 };
+    const archive = `sha256:${runtime.sha256}` as Digest;
+    const fetchArchive = () => fetchStandalone(download, store, { env, progress });
+    const layer = await writeStandaloneLayer(store, { archive, fetchArchive, version: runtime.version, trim: runtime.trim !== false, mtime, root: runtime.root, plannedKey: runtime.key, progress });
     if (layer.interpreter !== runtime.interpreter) throw new UserError(`${runtime.asset}: its interpreter is ${layer.interpreter}, not ${runtime.interpreter}`);
     trimmed = layer.removed;
     if (trimmed.length > 0) annotations[Annotation.runtimeTrimmed] = JSON.stringify(trimmed);
@@ -275,3 +280,20 @@ async function filesLayer(store: BlobStore, projectDir: string, files: { src: st
   return writeLayer(store, entries, { mtime });
 }
 
+
+/**
+ * The base plan with only the .debs that some layer to be written needs: a layer whose record
+ * the store (or its shared tier, the layer cache in a registry) has is taken from there, and its
+ * packages are not fetched. writeDebianBase fetches the plan's packages before its layers.
+ */
+async function withoutCachedDebs(debian: DebianBasePlan, store: BlobStore): Promise<DebianBasePlan> {
+  const layerBlob = (value: unknown) => [(value as Partial<WrittenPackagesLayer>).written?.descriptor?.digest];
+  const planned = [...debian.layers.map((layer) => ({ key: layer.key, packages: layer.packages })), ...(debian.runtimeLayer ? [debian.runtimeLayer] : [])];
+  const needed = new Set<string>();
+  for (const layer of planned) {
+    if (layer.key !== null && (await store.available('debian-layers', layer.key, layerBlob))) continue;
+    for (const pkg of layer.packages) needed.add(pkg.digest);
+  }
+  const keep = (pkgs: PlannedDeb[]) => pkgs.filter((pkg) => needed.has(`sha256:${pkg.sha256}`));
+  return { ...debian, packages: { base: keep(debian.packages.base), extra: keep(debian.packages.extra), runtime: keep(debian.packages.runtime) } };
+}
