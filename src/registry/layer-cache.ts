@@ -220,13 +220,26 @@ export class RegistryLayerCache implements SharedRecords {
       return found ? { ...found, blobs: parts.blobs } : undefined;
     } catch (error) {
       if (error instanceof RegistryError && error.status === 404) return undefined;
-      if (this.reading) {
-        this.reading = false;
-        this.writing = false;
-        this.options.warn(`warning: the layer cache ${this.where} cannot be read (${describeError(error)}); building without it`);
-      }
+      this.failed('read', error);
       return undefined;
     }
+  }
+
+  /**
+   * One warning line per build, whatever fails after. A read that fails, or a write that fails
+   * for any reason but a refusal (a read-only token: 401/403), ends both; a refused write ends writes.
+   */
+  private failed(what: 'read' | 'write', error: unknown): void {
+    const refused = error instanceof RegistryError && (error.status === 401 || error.status === 403);
+    const warned = !this.reading || !this.writing;
+    this.writing = false;
+    if (what === 'read' || !refused) this.reading = false;
+    if (warned) return;
+    this.options.warn(
+      this.reading
+        ? `warning: the layer cache ${this.where} cannot be written (${describeError(error)}); layers built here are not shared`
+        : `warning: the layer cache ${this.where} cannot be ${what === 'read' ? 'read' : 'reached'} (${describeError(error)}); building without it`,
+    );
   }
 
   publish(kind: string, key: string, value: unknown, blobs: Digest[]): void {
@@ -283,10 +296,7 @@ export class RegistryLayerCache implements SharedRecords {
       await client.putManifest(repo, documents.tag, { mediaType: MediaType.ociManifest, bytes: documents.manifest, digest: documents.digest });
       this.stats.published++;
     } catch (error) {
-      if (this.writing) {
-        this.writing = false;
-        this.options.warn(`warning: the layer cache ${this.where} cannot be written (${describeError(error)}); its records are not shared`);
-      }
+      this.failed('write', error);
     }
   }
 }
