@@ -22,6 +22,8 @@ import { uvBinary } from '../harness/uv.js';
 import { startCachingMirror, type CachingMirror } from '../cli/caching-mirror.js';
 
 let registry: TestRegistry;
+/** Where runner C pushes: another registry than the cache repo's, without auth. */
+let other: TestRegistry;
 let mirror: CachingMirror;
 let standalone: StandaloneMirror;
 let work: string;
@@ -34,6 +36,7 @@ interface CacheJson {
 
 before(async () => {
   registry = await startRegistry({ auth: 'htpasswd' });
+  other = await startRegistry();
   standalone = await standaloneMirror('3.12.1');
   mirror = await startCachingMirror({ files: { '/python/': standalone.dir } });
   work = await mkdtemp(join(tmpdir(), 'uvimage-cache-repo-'));
@@ -54,6 +57,7 @@ before(async () => {
 after(async () => {
   await mirror?.close();
   await registry?.stop();
+  await other?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
 
@@ -147,6 +151,23 @@ test('runner B, with an empty cache dir, downloads no .deb, index, wheel or runt
   const pulled = JSON.parse(await check('skopeo', ['inspect', `oci:${join(work, 'pulled-b')}:b`])) as { Layers: string[]; Digest: string };
   assert.deepEqual(pulled.Layers, b.map((layer) => layer.digest));
   console.log(`runner B: ${build.seconds.toFixed(2)} s, ${requests.length} mirror requests (${requests.join(', ')})`);
+});
+
+test('runner C pushes to another registry than the cache repo: the cached layers are streamed from it, nothing else is downloaded', async () => {
+  assert.ok(runnerB, 'runner B built');
+  mirror.requests.length = 0;
+  const build = await buildOk(
+    ['build', projectB, '--frozen', '--platform', 'linux/amd64', '-t', `${other.host}/elsewhere/app:c`, '--push', '--cache-repo', cacheRepo(), '--cache-dir', join(work, 'runner-c')],
+    runnerEnv(),
+  );
+  assert.deepEqual(mirror.requests.filter((path) => !/\/InRelease$/.test(path)), [], 'only InRelease files');
+  assert.equal(build.digest, runnerB!.digest);
+  // Nothing to mount from on that registry: every blob uploaded, the cached layers read from the cache repo.
+  assert.deepEqual(pushDetails(build), { ...pushDetails(build), mountedBlobs: 0, uploadedBlobs: 6, skippedBlobs: 0 });
+  const cache = (build as CacheJson).layerCache!;
+  assert.equal(cache.hits, 11, `runner B's project layer and its closure record too: ${JSON.stringify(cache)}`);
+  assert.equal(cache.published, 0);
+  await check('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${other.host}/elsewhere/app:c`, `oci:${join(work, 'pulled-c')}:c`]);
 });
 
 test('a cache repo that cannot be reached is one warning, and the build is the local one', async () => {
