@@ -46,11 +46,12 @@ export async function startCachingMirror(options: { files?: Record<string, strin
   const requests: string[] = [];
   const server = http.createServer((req, res) => {
     void (async () => {
-      const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://mirror').pathname));
+      const path = normalize(new URL(req.url ?? '/', 'http://mirror').pathname);
       requests.push(path);
       const local = Object.entries(options.files ?? {}).find(([prefix]) => path.startsWith(prefix));
       if (local && !path.includes('..')) {
-        const file = join(local[1], path.slice(local[0].length));
+        // Asset names are URL-encoded (a `+` as %2B); the file has the plain name.
+        const file = join(local[1], decodeURIComponent(path.slice(local[0].length)));
         const stats = await stat(file).catch(() => undefined);
         if (!stats?.isFile()) {
           res.writeHead(404).end();
