@@ -4,7 +4,7 @@
  * which work derived from an index is cached.
  */
 import { UserError } from '../../errors.js';
-import { stages } from '../../progress.js';
+import { silentProgress, stages } from '../../progress.js';
 import type { Digest } from '../../oci/digest.js';
 import type { BlobStore } from '../../oci/store.js';
 import { fetchListedFile, listedFileDigest, loadRelease, type LoadIndexOptions } from './fetch.js';
@@ -31,9 +31,10 @@ interface PackagesFile {
 
 async function loadPackagesFiles(source: DebianSource, store: BlobStore, options: LoadIndexOptions & { listedOnly?: boolean }): Promise<PackagesFile[]> {
   const { main, security } = archivesOf(source);
-  // Reading the InRelease files alone (an identity) is no stage of its own: the index's stage is
-  // the one that fetches the Packages files, when they are needed.
-  const indexStage = options.indexStage ?? (options.listedOnly ? undefined : options.progress?.stage(stages.debianIndex(source.suite, source.arch)));
+  // Reading the InRelease files alone (an identity: small, and most often not fetched within the
+  // TTL) is shown as no stage: the index's stage is the one that fetches the Packages files, when
+  // a build needs them, so a fresh build still says "Fetched the Debian … index" once.
+  const indexStage = options.indexStage ?? (options.listedOnly ? silentProgress.stage(stages.debianIndex(source.suite, source.arch)) : options.progress?.stage(stages.debianIndex(source.suite, source.arch)));
   const inStage = { ...options, indexStage };
   // Both archives are loaded side by side and both are waited for, so nothing is still being
   // written to the store when a failure is reported.
