@@ -77,6 +77,13 @@ export interface ExecuteContext extends PipelineContext {
 }
 
 export async function executePlan(plan: BuildPlan, context: ExecuteContext): Promise<ExecutedBuild> {
+  // With a layer cache in a registry, every planned layer's record is asked for at once (the
+  // lookups are remembered), while the wheels are built, rather than one by one as layers come.
+  const shared = context.store.shared;
+  for (const layer of plan.platforms.flatMap((platform) => platform.layers)) {
+    const key = layer.key;
+    if (key && 'record' in key && shared?.shares(key.record)) void shared.lookupByName(key.record, key.name);
+  }
   // Every platform's wheels first: what must be built is built before any layer is written, so a
   // package that cannot be built for a target stops the build before it has written anything.
   const prepared: { options: BuildVenvLayersOptions; wheels: PreparedWheels }[] = [];
