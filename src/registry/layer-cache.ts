@@ -35,6 +35,7 @@ import { isDigest, sha256Digest, type Digest } from '../oci/digest.js';
 import type { RemoteOrigin } from '../oci/image.js';
 import { MediaType } from '../oci/media-types.js';
 import { BlobStore, type BlobInfo, type SharedRecord, type SharedRecords } from '../oci/store.js';
+import { AuthenticationError } from './auth.js';
 import { RegistryError, type RegistryClient, type RepositoryRef } from './client.js';
 import { parseReference } from './reference.js';
 
@@ -230,7 +231,7 @@ export class RegistryLayerCache implements SharedRecords {
    * for any reason but a refusal (a read-only token: 401/403), ends both; a refused write ends writes.
    */
   private failed(what: 'read' | 'write', error: unknown): void {
-    const refused = error instanceof RegistryError && (error.status === 401 || error.status === 403);
+    const refused = error instanceof AuthenticationError || (error instanceof RegistryError && (error.status === 401 || error.status === 403));
     const warned = !this.reading || !this.writing;
     this.writing = false;
     if (what === 'read' || !refused) this.reading = false;

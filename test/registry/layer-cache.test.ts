@@ -205,6 +205,45 @@ test('a cache registry that refuses the credentials is one warning, and the buil
   assert.equal(cache.stats.published, 0);
 });
 
+test('a read-only token reads the cache and warns once that it cannot publish', async () => {
+  const tokens = await startRegistry({ auth: 'token', users: { writer: 'w-pass', reader: 'r-pass' }, readOnlyUsers: ['reader'] });
+  try {
+    const as = (user: string, password: string, warnings: string[], store: BlobStore) => {
+      const cache = new RegistryLayerCache({
+        client: new RegistryClient({ credentials: { [tokens.host]: { username: user, password } }, retry: fastRetry, env: {} }),
+        repo: { registry: tokens.host, repository: 'cache/shared' },
+        store,
+        warn: (line) => warnings.push(line),
+      });
+      store.shared = cache;
+      return cache;
+    };
+    const key = `read-only ${Date.now()}`;
+    const writerStore = await freshStore();
+    const writer = as('writer', 'w-pass', [], writerStore);
+    await writerStore.cached('venv-layer', key, () => layerOf(writerStore, 'by the writer'), { blobs: layerBlobs });
+    await writer.flush();
+    assert.equal(writer.stats.published, 1);
+
+    const warnings: string[] = [];
+    const readerStore = await freshStore();
+    const reader = as('reader', 'r-pass', warnings, readerStore);
+    await readerStore.cached('venv-layer', key, async () => {
+      throw new Error('built again');
+    }, { blobs: layerBlobs });
+    await readerStore.cached('venv-layer', `${key} new`, () => layerOf(readerStore, 'by the reader'), { blobs: layerBlobs });
+    await readerStore.cached('venv-layer', `${key} newer`, () => layerOf(readerStore, 'again'), { blobs: layerBlobs });
+    await reader.flush();
+    assert.equal(reader.stats.hits, 1, 'the writer\'s record is read');
+    assert.equal(reader.stats.published, 0);
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, new RegExp(`^warning: the layer cache ${tokens.host}/cache/shared cannot be written \\(.*\\); layers built here are not shared$`));
+    assert.equal(reader.shares('venv-layer'), true, 'reads go on');
+  } finally {
+    await tokens.stop();
+  }
+});
+
 test('a cache registry that cannot be reached is one warning too', async () => {
   const warnings: string[] = [];
   const store = await freshStore();
