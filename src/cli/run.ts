@@ -5,7 +5,8 @@ import type { Artifact } from '../oci/image.js';
 import type { Referrer } from '../oci/referrers.js';
 import type { BlobSource, Sink, SinkResult } from '../oci/sink.js';
 import { BlobStore, defaultCacheDir } from '../oci/store.js';
-import { RegistryClient } from '../registry/client.js';
+import { RegistryClient, type RepositoryRef } from '../registry/client.js';
+import { RegistryLayerCache } from '../registry/layer-cache.js';
 import { fetchLayerBlob } from '../registry/pull.js';
 import { describeBuild, summarizeBuild } from './output.js';
 import { createProgress, type CliProgress } from './progress.js';
@@ -14,6 +15,8 @@ import { openSinks, registryOptionsFrom, type OutputOptions } from './sinks.js';
 /** Options every command that produces an image shares: where it goes, and how the run talks. */
 export interface CommonOptions extends OutputOptions {
   cacheDir?: string;
+  /** The layer cache in a registry, as the request resolved it (build, plan, run). */
+  layerCache?: RepositoryRef;
   json?: boolean;
   quiet?: boolean;
   debug?: boolean;
@@ -52,8 +55,10 @@ export interface ImageRun {
   client: RegistryClient;
   /** Closed by emit before the result is printed. */
   progress: CliProgress;
-  /** Layer bytes from the store, pulled base layers fetched on first use. */
+  /** Layer bytes from the store, pulled base layers (and layers of the layer cache) fetched on first use. */
   blobs: BlobSource;
+  /** The layer cache in a registry (--cache-repo), consulted by the store's `cached`. */
+  layerCache?: RegistryLayerCache;
   sinks: Sink[];
   /**
    * Sends the artifact to every sink and prints the result (human or --json); `report` adds what
@@ -81,12 +86,15 @@ export async function openImageRun(options: CommonOptions, check: { platforms: P
   const sinks = openSinks(options, client, store, check.outputs ?? 'required');
   for (const sink of sinks) await sink.check?.({ tags: options.tag, platforms: check.platforms });
   const blobs = createBlobSource(store, (layer) => fetchLayerBlob(layer, store, { client, progress }));
+  const layerCache = options.layerCache ? new RegistryLayerCache({ client, repo: options.layerCache, store, warn: (line) => progress.info(line) }) : undefined;
+  if (layerCache) store.shared = layerCache;
   return {
     store,
     client,
     progress,
     blobs,
     sinks,
+    ...(layerCache ? { layerCache } : {}),
     async emit(artifact, report, attached) {
       // Every sink runs even if one fails (each is atomic on its own); the first failure is reported.
       const referrers = attached?.referrers?.length ? { referrers: attached.referrers } : {};
@@ -100,9 +108,12 @@ export async function openImageRun(options: CommonOptions, check: { platforms: P
         const tags = options.tag.map((tag) => variantTag(tag, variant.tagSuffix));
         for (const sink of sinks) results.push(await (sink.forVariant?.(variant.tagSuffix) ?? sink).write(variant.artifact, { blobs, progress, tags }));
       }
+      // The records this build made, shared before it ends (a failure there was a warning).
+      await layerCache?.flush();
       progress.close();
       if (report?.print === false) return results;
-      if (options.json) process.stdout.write(`${JSON.stringify({ ...describeBuild(artifact, results), ...report?.json }, null, 2)}\n`);
+      const cache = layerCache ? { layerCache: { repository: `${layerCache.repo.registry}/${layerCache.repo.repository}`, ...layerCache.stats } } : {};
+      if (options.json) process.stdout.write(`${JSON.stringify({ ...describeBuild(artifact, results), ...report?.json, ...cache }, null, 2)}\n`);
       else process.stdout.write(`${[summarizeBuild(artifact, results), ...(report?.lines ?? [])].join('\n')}\n`);
       return results;
     },

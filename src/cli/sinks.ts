@@ -22,12 +22,14 @@ export interface OutputOptions {
   insecureRegistry: string[];
   registryUsername?: string;
   registryPasswordStdin?: boolean;
+  /** The layer cache in a registry (--cache-repo), written with the tags' credentials. */
+  layerCache?: { registry: string };
 }
 
 /**
  * Registry settings from flags and env. Explicit credentials (flags, else UVIMAGE_REGISTRY_*)
- * apply to the registries of the tags only: they are for pushing, and must never be sent to a
- * base image's registry, which may be someone else's.
+ * apply to the registries of the tags and of the layer cache only: they are for pushing, and must
+ * never be sent to a base image's registry, which may be someone else's.
  */
 export async function registryOptionsFrom(options: OutputOptions, env: NodeJS.ProcessEnv = process.env): Promise<RegistryClientOptions> {
   let explicit = explicitCredentialsFromEnv(env);
@@ -41,6 +43,8 @@ export async function registryOptionsFrom(options: OutputOptions, env: NodeJS.Pr
   }
   const credentials: Record<string, { username: string; password: string }> = {};
   if (explicit) for (const tag of options.tag) credentials[parseReference(tag).registry] = explicit;
+  // The layer cache is written like a push target, with the same credentials (docker's config otherwise).
+  if (explicit && options.layerCache) credentials[options.layerCache.registry] = explicit;
   return { insecureRegistries: options.insecureRegistry, credentials, env };
 }
 

@@ -15,6 +15,8 @@ import { buildTimestamp, type MediaTypeFlavour } from '../oci/image.js';
 import { formatPlatform, parsePlatform, type Platform } from '../oci/platform.js';
 import { readPyProject, type PyProject } from '../python/pyproject.js';
 import { parseReference } from '../registry/reference.js';
+import type { RepositoryRef } from '../registry/client.js';
+import { parseCacheRepo } from '../registry/layer-cache.js';
 
 /** The flags of `uvimage build` (and `uvimage plan`, which takes every one of them). */
 export interface BuildFlags {
@@ -59,6 +61,7 @@ export interface BuildFlags {
   loadPlatform?: string;
   /** --sbom DIR (a string), or --no-sbom (false). */
   sbom?: string | false;
+  cacheRepo?: string;
 }
 
 /** Where each output goes; checked for what can be checked before any work. */
@@ -90,6 +93,8 @@ export interface BuildRequest {
   created: { seconds: number; iso: string; from: 'SOURCE_DATE_EPOCH' | 'default' };
   outputs: OutputRequest;
   annotations: { source?: string; revision?: string };
+  /** The layer cache in a registry (src/registry/layer-cache.ts): --cache-repo, else UVIMAGE_CACHE_REPO, else tool.uvimage.cache-repo. */
+  cacheRepo?: RepositoryRef & { from: string };
 }
 
 /**
@@ -97,6 +102,7 @@ export interface BuildRequest {
  * is reported under the flag's name. `read` gives the flag's value as the key's (undefined: not given).
  */
 const flagKeys: { flag: string; key: keyof ToolUvimage; read: (flags: BuildFlags) => unknown }[] = [
+  { flag: '--cache-repo', key: 'cache-repo', read: (flags) => flags.cacheRepo },
   { flag: '--platform', key: 'platforms', read: (flags) => flags.platform?.split(',').map((entry) => entry.trim()).filter(Boolean) },
   { flag: '--base', key: 'base', read: (flags) => flags.base },
   { flag: '--base-glibc', key: 'base-glibc', read: (flags) => flags.baseGlibc },
@@ -144,9 +150,14 @@ export async function resolveBuildRequest(directory: string, flags: BuildFlags, 
   const file = join(pyproject.dir, 'pyproject.toml');
   const created = timestampFrom(env);
 
-  // 1. Merge: the table as written, each given flag over its key.
+  // 1. Merge: the table as written, each given flag over its key (the environment's
+  // UVIMAGE_CACHE_REPO between the two: a CI runner's setting, over the project's).
   const merged: Record<string, unknown> = { ...pyproject.toolUvimage };
   const origins: Record<string, string> = {};
+  if (env.UVIMAGE_CACHE_REPO) {
+    merged['cache-repo'] = env.UVIMAGE_CACHE_REPO;
+    origins['cache-repo'] = 'UVIMAGE_CACHE_REPO';
+  }
   for (const { flag, key, read } of flagKeys) {
     const value = read(flags);
     if (value === undefined) continue;
@@ -212,7 +223,8 @@ export async function resolveBuildRequest(directory: string, flags: BuildFlags, 
 
   // 6. Outputs. (The command is the plan's to choose, from the project --package selects.)
   const outputs = resolveOutputs(flags, config, targets.map((target) => target.platform));
-  return { dir, pyproject, config, origins, targets, frozen: flags.frozen ?? false, created, outputs, annotations: { source: flags.source, revision: flags.revision } };
+  const cacheRepo = config['cache-repo'] !== undefined ? { ...parseCacheRepo(config['cache-repo'], where('cache-repo')), from: where('cache-repo') } : undefined;
+  return { dir, pyproject, config, origins, targets, frozen: flags.frozen ?? false, created, outputs, annotations: { source: flags.source, revision: flags.revision }, ...(cacheRepo ? { cacheRepo } : {}) };
 }
 
 /** SOURCE_DATE_EPOCH, checked: a bad value is one line, not a failure deep in the build. */

@@ -20,6 +20,7 @@ export const toolUvimageSchema = z
   .strictObject({
     repository: z.string().min(1).optional().describe('image repository, e.g. registry.example.com/me/app; tags are appended to it'),
     tags: z.array(z.string().min(1)).optional().describe('tags (with `repository`) or full references'),
+    'cache-repo': z.string().min(1).optional().describe('a registry repository (REGISTRY/REPO) shared as a layer cache: layers built elsewhere are taken from it, layers built here are published to it (UVIMAGE_CACHE_REPO, --cache-repo)'),
     platforms: z.array(platform).min(1).optional().describe('target platforms, e.g. ["linux/amd64", "linux/arm64"]'),
     base: z.string().min(1).optional().describe('a base image from a registry (by tag or digest); default: the uvimage-built Debian flavour'),
     'base-glibc': z.string().regex(/^2\.\d+$/, 'a glibc version like 2.36').optional().describe("the glibc of `base` (caps manylinux wheels); default: read from the base's dpkg database"),

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Progress } from '../progress.js';
-import type { Artifact, Layer } from './image.js';
+import type { Artifact, Layer, RemoteOrigin } from './image.js';
 import type { Platform } from './platform.js';
 import type { Referrer } from './referrers.js';
 
@@ -10,6 +10,12 @@ export interface BlobSource {
   openLayer(layer: Layer): Promise<Readable>;
   /** Makes sure a layer's blob is in the local store (pulling it if needed). */
   ensureLayer(layer: Layer): Promise<void>;
+  /**
+   * The repository a layer's blob is fetched from when the store lacks it: a pulled base's, or
+   * the layer cache's (--cache-repo) for a layer taken from there. A push to the same registry
+   * mounts it from there.
+   */
+  originOf?(layer: Layer): RemoteOrigin | undefined;
 }
 
 export interface SinkContext {

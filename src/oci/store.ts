@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { UserError } from '../errors.js';
 import { HashingStream, digestHex, isDigest, type Digest } from './digest.js';
+import type { RemoteOrigin } from './image.js';
 
 export interface BlobInfo {
   digest: Digest;
@@ -56,9 +57,41 @@ export interface CachedOptions<T> {
   hit?: (value: T) => void;
 }
 
+/** A record another machine made, as a SharedRecords tier found it. */
+export interface SharedRecord {
+  /** The key text it was made for (the tier has checked it is the one asked for). */
+  key: string;
+  value: unknown;
+  /** The blobs it holds (the layers the value names), where `SharedRecords.originOf` says. */
+  blobs: BlobInfo[];
+}
+
+/**
+ * A second tier of records, shared between machines: the layer cache in a registry
+ * (src/registry/layer-cache.ts, `--cache-repo`). Only kinds whose blobs are layers are shared,
+ * so a value found there can be used without its bytes: a sink that needs them fetches them
+ * through the BlobSource (`originOf`), and a push to the same registry mounts them. A tier that
+ * fails says so once and answers "miss" from then on; it never fails a build.
+ */
+export interface SharedRecords {
+  shares(kind: string): boolean;
+  /** The record of exactly this key text, or undefined. */
+  lookup(kind: string, key: string): Promise<SharedRecord | undefined>;
+  /** The record whose key text hashes to `name` (BlobStore.recordName), or undefined. */
+  lookupByName(kind: string, name: string): Promise<SharedRecord | undefined>;
+  /** Shares a record (its blobs intact in the store), in the background (`flush` waits). */
+  publish(kind: string, key: string, value: unknown, blobs: Digest[]): void;
+  /** Where a blob of a record found in the tier is, for a store that lacks it. */
+  originOf(digest: Digest): RemoteOrigin | undefined;
+  /** Waits for the publishing under way; failures were warnings. */
+  flush(): Promise<void>;
+}
+
 export class BlobStore {
   /** Blobs this process has hashed in full and found intact, so they are not rehashed. */
   private readonly verified = new Set<Digest>();
+  /** The shared tier `cached` consults for the kinds it shares (--cache-repo), if any. */
+  shared?: SharedRecords;
 
   private constructor(readonly root: string) {}
 
@@ -231,12 +264,28 @@ export class BlobStore {
    * so a missing, corrupt or outdated record is a miss, not an error.
    */
   async cached<T>(kind: string, key: string, produce: () => Promise<T>, options: CachedOptions<T> = {}): Promise<T> {
+    const shared = this.shared?.shares(kind) ? this.shared : undefined;
+    const blobsOf = (value: T): unknown[] => options.blobs?.(value) ?? [];
     if (options.reuse !== false) {
       const record = await this.readRecord<unknown>(kind, key);
       if (record !== undefined && record !== null && (options.valid?.(record) ?? true)) {
         const value = record as T;
-        const digests = options.blobs?.(value) ?? [];
+        const digests = blobsOf(value);
         if (await this.allIntact(digests)) {
+          options.hit?.(value);
+          // Made here before the tier was configured, or by a build whose publishing failed.
+          shared?.publish(kind, key, value, digests as Digest[]);
+          return value;
+        }
+      }
+      const found = await shared?.lookup(kind, key);
+      if (found && found.value !== null && found.value !== undefined && (options.valid?.(found.value) ?? true)) {
+        const value = found.value as T;
+        // Every blob it names is one the shared record holds, so the registry keeps it.
+        const held = new Set(found.blobs.map((blob) => blob.digest));
+        const digests = blobsOf(value);
+        if (digests.every((digest) => typeof digest === 'string' && isDigest(digest) && held.has(digest))) {
+          await this.writeRecord(kind, key, value);
           options.hit?.(value);
           return value;
         }
@@ -244,7 +293,24 @@ export class BlobStore {
     }
     const value = await produce();
     await this.writeRecord(kind, key, value);
+    shared?.publish(kind, key, value, blobsOf(value) as Digest[]);
     return value;
+  }
+
+  /**
+   * Whether `cached(kind, key)` would find a value without producing it, known by the record's
+   * name alone (a plan's layer keys): a record here with its blobs intact, or one the shared tier
+   * has. For work that only a miss needs (the .debs of a Debian layer), so it is not fetched for
+   * nothing.
+   */
+  async available(kind: string, name: string, blobs: (value: unknown) => unknown[]): Promise<boolean> {
+    const record = await this.readRecordNamed<unknown>(kind, name);
+    if (record !== undefined && record !== null && (await this.allIntact(blobs(record)))) return true;
+    if (!this.shared?.shares(kind)) return false;
+    const found = await this.shared.lookupByName(kind, name);
+    if (!found || found.value === null || found.value === undefined) return false;
+    const held = new Set(found.blobs.map((blob) => blob.digest));
+    return blobs(found.value).every((digest) => typeof digest === 'string' && held.has(digest as Digest));
   }
 
   private async allIntact(digests: unknown[]): Promise<boolean> {
@@ -255,8 +321,12 @@ export class BlobStore {
   }
 
   async readRecord<T>(kind: string, key: string): Promise<T | undefined> {
+    return this.readRecordNamed<T>(kind, BlobStore.recordName(key));
+  }
+
+  private async readRecordNamed<T>(kind: string, name: string): Promise<T | undefined> {
     try {
-      return JSON.parse(await readFile(this.recordPath(kind, key), 'utf8')) as T;
+      return JSON.parse(await readFile(join(this.root, 'records', kind, `${name}.json`), 'utf8')) as T;
     } catch {
       // A missing or unreadable record is a cache miss, never an error.
       return undefined;

@@ -10,7 +10,8 @@ import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { minimalBasePlan, writeDebianBase, type BuiltDebianBase } from '../base/build.js';
+import { minimalBasePlan, writeDebianBase, type BuiltDebianBase, type DebianBasePlan, type PlannedDeb } from '../base/build.js';
+import type { WrittenPackagesLayer } from '../base/image.js';
 import type { MinimalBaseSelection } from '../base/minimal.js';
 import { architectures } from '../facts/architectures.js';
 import type { Digest } from '../oci/digest.js';
@@ -80,6 +81,13 @@ export interface ExecuteContext extends PipelineContext {
 }
 
 export async function executePlan(plan: BuildPlan, context: ExecuteContext): Promise<ExecutedBuild> {
+  // With a layer cache in a registry, every planned layer's record is asked for at once (the
+  // lookups are remembered), while the wheels are built, rather than one by one as layers come.
+  const shared = context.store.shared;
+  for (const layer of plan.platforms.flatMap((platform) => platform.layers)) {
+    const key = layer.key;
+    if (key && 'record' in key && shared?.shares(key.record)) void shared.lookupByName(key.record, key.name);
+  }
   // Every platform's wheels first: what must be built is built before any layer is written, so a
   // package that cannot be built for a target stops the build before it has written anything.
   const prepared: { options: BuildVenvLayersOptions; wheels: PreparedWheels }[] = [];
@@ -165,14 +173,18 @@ async function executePlatform(
   } else {
     const debian = p.base.plan;
     const compiler = debian.runtimeLayer ? await context.compilers.get(debian.runtimeLayer.compiler) : undefined;
-    base = writtenBase(await writeDebianBase(debian, { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler }));
+    // Only the .debs of layers no cache has are fetched (a CI runner with the layer cache fetches none).
+    base = writtenBase(await writeDebianBase(await withoutCachedDebs(debian, store), { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler }), debian);
   }
 
   // The runtime.
   let trimmed: TrimmedGroup[] | undefined;
   if (runtime.kind === 'standalone') {
-    const archive = await fetchStandalone({ version: runtime.version, arch: architectures[p.target.arch].python, release: runtime.release, asset: runtime.asset, sha256: runtime.sha256 }, store, { env, progress });
-    const layer = await writeStandaloneLayer(store, { archive, version: runtime.version, trim: runtime.trim !== false, mtime, root: runtime.root, plannedKey: runtime.key, progress });
+    // The archive is fetched only when the layer is written, not when a cache has the layer.
+    const download = { version: runtime.version, arch: architectures[p.target.arch].python, release: runtime.release, asset: runtime.asset, sha256: runtime.sha256 };
+    const archive = `sha256:${runtime.sha256}` as Digest;
+    const fetchArchive = () => fetchStandalone(download, store, { env, progress });
+    const layer = await writeStandaloneLayer(store, { archive, fetchArchive, version: runtime.version, trim: runtime.trim !== false, mtime, root: runtime.root, plannedKey: runtime.key, progress });
     if (layer.interpreter !== runtime.interpreter) throw new UserError(`${runtime.asset}: its interpreter is ${layer.interpreter}, not ${runtime.interpreter}`);
     trimmed = layer.removed;
     if (trimmed.length > 0) annotations[Annotation.runtimeTrimmed] = JSON.stringify(trimmed);
@@ -214,7 +226,8 @@ async function executePlatform(
     const extra = base.layers.filter((_, index) => base.roles[index] === 'base: extra');
     const candidateBase = base.layers.filter((_, index) => base.roles[index] !== 'base: extra');
     minimal = await minimalBaseSelection(debian, { candidateBase, others: [...extra, ...added.map((entry) => entry.layer)] }, { store, blobs: context.blobs, pythonInterpreters, workdir, progress });
-    base = writtenBase(await writeDebianBase(minimalBasePlan(debian, minimal), { store, progress, env, mediaTypes: plan.outputs.mediaTypes }));
+    const selected = minimalBasePlan(debian, minimal);
+    base = writtenBase(await writeDebianBase(await withoutCachedDebs(selected, store), { store, progress, env, mediaTypes: plan.outputs.mediaTypes }), selected);
   }
   roles.unshift(...base.roles);
   const { config: baseConfig, layers: baseLayers, debs } = base;
@@ -278,7 +291,8 @@ interface WrittenBase {
   debs: PlatformReport['debs'];
 }
 
-function writtenBase(built: BuiltDebianBase): WrittenBase {
+/** `plan` is the base as planned: its .debs are the image's even when a layer cache spared fetching them. */
+function writtenBase(built: BuiltDebianBase, plan: DebianBasePlan): WrittenBase {
   const config = JSON.parse(built.image.config.bytes.toString('utf8')) as ImageConfig;
   // The base's own Entrypoint (python3 for the Debian runtime) is not the app's.
   if (config.config) delete config.config.Entrypoint;
@@ -286,7 +300,7 @@ function writtenBase(built: BuiltDebianBase): WrittenBase {
     config,
     layers: built.image.layers,
     roles: built.layers.map((layer) => (layer.group === 'runtime' ? 'runtime' : `base: ${layer.group}`)),
-    debs: built.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, digest: pkg.digest })),
+    debs: [...plan.packages.base, ...plan.packages.extra, ...plan.packages.runtime].map((pkg) => ({ name: pkg.name, version: pkg.version, digest: `sha256:${pkg.sha256}` as Digest })),
   };
 }
 
@@ -304,3 +318,20 @@ async function filesLayer(store: BlobStore, projectDir: string, files: { src: st
   return writeLayer(store, entries, { mtime });
 }
 
+
+/**
+ * The base plan with only the .debs that some layer to be written needs: a layer whose record
+ * the store (or its shared tier, the layer cache in a registry) has is taken from there, and its
+ * packages are not fetched. writeDebianBase fetches the plan's packages before its layers.
+ */
+async function withoutCachedDebs(debian: DebianBasePlan, store: BlobStore): Promise<DebianBasePlan> {
+  const layerBlob = (value: unknown) => [(value as Partial<WrittenPackagesLayer>).written?.descriptor?.digest];
+  const planned = [...debian.layers.map((layer) => ({ key: layer.key, packages: layer.packages })), ...(debian.runtimeLayer ? [debian.runtimeLayer] : [])];
+  const needed = new Set<string>();
+  for (const layer of planned) {
+    if (layer.key !== null && (await store.available('debian-layers', layer.key, layerBlob))) continue;
+    for (const pkg of layer.packages) needed.add(pkg.digest);
+  }
+  const keep = (pkgs: PlannedDeb[]) => pkgs.filter((pkg) => needed.has(`sha256:${pkg.sha256}`));
+  return { ...debian, packages: { base: keep(debian.packages.base), extra: keep(debian.packages.extra), runtime: keep(debian.packages.runtime) } };
+}

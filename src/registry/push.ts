@@ -91,7 +91,9 @@ export class RegistrySink implements Sink {
     for (const image of images) {
       for (const layer of image.layers) {
         const digest = layer.descriptor.digest;
-        if (layer.origin) noteHolder(layer.origin.registry, layer.origin.repository, digest);
+        // A pulled base's repository, or the layer cache's for a layer taken from it: mounted, not uploaded.
+        const origin = context.blobs.originOf?.(layer) ?? layer.origin;
+        if (origin) noteHolder(origin.registry, origin.repository, digest);
         if (!layers.has(digest)) layers.set(digest, { digest, size: layer.descriptor.size, layer });
       }
       const config = image.config;

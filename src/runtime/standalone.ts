@@ -330,7 +330,17 @@ export interface StandaloneLayer {
  */
 export async function writeStandaloneLayer(
   store: BlobStore,
-  options: { archive: Digest; version: string; trim: boolean; mtime: number; root: string; plannedKey?: string; progress?: Progress },
+  options: {
+    archive: Digest;
+    /** Brings the archive into the store, only when the layer is to be written (not when it is found in a cache). */
+    fetchArchive?: () => Promise<Digest>;
+    version: string;
+    trim: boolean;
+    mtime: number;
+    root: string;
+    plannedKey?: string;
+    progress?: Progress;
+  },
 ): Promise<StandaloneLayer> {
   const key = standaloneLayerKeyText(options);
   if (options.plannedKey !== undefined && options.plannedKey !== BlobStore.recordName(key)) throw new Error('the runtime layer\'s key is not the planned one');
@@ -338,6 +348,7 @@ export async function writeStandaloneLayer(
     'standalone-layer',
     key,
     async () => {
+      if (options.fetchArchive && (await options.fetchArchive()) !== options.archive) throw new Error(`the runtime archive fetched is not ${options.archive}`);
       const stage = options.progress?.stage(stages.runtimeLayer(options.version));
       const write = async (advance: (bytes: number) => void) => {
         const runtime = await openStandaloneRuntime(options.archive, store, { version: options.version, root: options.root, keepAll: !options.trim, mtime: options.mtime });

@@ -11,6 +11,10 @@
  * kept on disk in the test cache after the first fetch; the rest (InRelease) is forwarded every
  * time. The mirror checks nothing: uvimage verifies every byte it receives (sha256 from the
  * signed index or the lock), so a damaged cache fails the build, never passes it.
+ *
+ * `files` serves local directories under prefixes of their own (the python-build-standalone
+ * stand-in as a mirror over http: `{ '/python/': mirror.dir }`), and `requests` lists every path
+ * asked for, so a test can count what a build downloaded.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
@@ -28,6 +32,8 @@ const upstreams: [string, string][] = [
 export interface CachingMirror {
   /** http://127.0.0.1:<port> */
   url: string;
+  /** Every path requested, in order (clear it with `requests.length = 0`). */
+  requests: string[];
   close(): Promise<void>;
 }
 
@@ -35,11 +41,26 @@ function immutable(path: string): boolean {
   return path.startsWith('/pythonhosted/') || /\/(pool|by-hash)\//.test(path);
 }
 
-export async function startCachingMirror(): Promise<CachingMirror> {
+export async function startCachingMirror(options: { files?: Record<string, string> } = {}): Promise<CachingMirror> {
   const cacheDir = join(testCacheDir(), 'caching-mirror');
+  const requests: string[] = [];
   const server = http.createServer((req, res) => {
     void (async () => {
       const path = normalize(new URL(req.url ?? '/', 'http://mirror').pathname);
+      requests.push(path);
+      const local = Object.entries(options.files ?? {}).find(([prefix]) => path.startsWith(prefix));
+      if (local && !path.includes('..')) {
+        // Asset names are URL-encoded (a `+` as %2B); the file has the plain name.
+        const file = join(local[1], decodeURIComponent(path.slice(local[0].length)));
+        const stats = await stat(file).catch(() => undefined);
+        if (!stats?.isFile()) {
+          res.writeHead(404).end();
+          return;
+        }
+        res.writeHead(200, { 'content-length': stats.size });
+        createReadStream(file).pipe(res);
+        return;
+      }
       const route = upstreams.find(([prefix]) => path.startsWith(prefix));
       if (!route || path.includes('..')) {
         res.writeHead(404).end();
@@ -75,6 +96,7 @@ export async function startCachingMirror(): Promise<CachingMirror> {
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    requests,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

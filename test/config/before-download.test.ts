@@ -73,6 +73,8 @@ const cases: Case[] = [
   { name: '--load-platform that is not built', args: ['--load-platform', 'linux/arm64', '--tar', '{work}/image.tar'], error: /--load-platform linux\/arm64 is not among the platforms built \(linux\/amd64\)/ },
   { name: 'a Debian lock without {arch} for two platforms', args: ['--platform', 'linux/amd64,linux/arm64', '--debian-lock', 'base.lock'], error: /--debian-lock: a Debian lock is per architecture/ },
   { name: 'a Debian mirror that is not http', args: ['--debian-mirror', 'ftp://ftp.debian.org/debian'], error: /--debian-mirror: an http:\/\/ or https:\/\/ URL \(got "ftp:\/\/ftp\.debian\.org\/debian"\)/ },
+  { name: '--cache-repo with a tag', args: ['--cache-repo', '127.0.0.1:1/cache:v1'], error: /^uvimage: error: --cache-repo: 127\.0\.0\.1:1\/cache:v1 names a tag; give the repository only \(REGISTRY\/REPO\), uvimage tags its records itself$/ },
+  { name: 'UVIMAGE_CACHE_REPO that is not a reference', args: [], env: { UVIMAGE_CACHE_REPO: 'Not A Repo' }, error: /^uvimage: error: UVIMAGE_CACHE_REPO: invalid image reference "Not A Repo"/ },
   { name: 'no output asked for', args: ['--no-output'], error: /nothing to do with the image: give --push, --load, --oci DIR and\/or --tar FILE/ },
 ];
 

@@ -24,6 +24,8 @@ export interface RegistryOptions {
   identityTokens?: Record<string, string>;
   /** Token auth: token lifetime in seconds. */
   tokenLifetimeSeconds?: number;
+  /** Token auth: users whose tokens grant `pull` only. */
+  readOnlyUsers?: string[];
 }
 
 export interface TestRegistry {
@@ -68,6 +70,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
       service: 'uvimage-test-registry',
       issuer: 'uvimage-test-issuer',
       lifetimeSeconds: options.tokenLifetimeSeconds,
+      readOnlyUsers: options.readOnlyUsers,
     });
     authSection =
       `auth:\n  token:\n    realm: ${tokenServer.realm}\n    service: ${tokenServer.service}\n` +

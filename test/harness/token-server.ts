@@ -29,6 +29,8 @@ export interface TokenServerOptions {
   issuer: string;
   /** Token lifetime in seconds; default 300. */
   lifetimeSeconds?: number;
+  /** Users granted `pull` only, whatever they ask for (a read-only token). */
+  readOnlyUsers?: string[];
 }
 
 export interface TokenRequestLog {
@@ -108,7 +110,13 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       return;
     }
     // Anonymous callers get a token with no access (as a private registry would).
-    const access = user ? scopes.map(parseScope).filter((scope) => scope !== undefined) : [];
+    const readOnly = user !== undefined && (options.readOnlyUsers ?? []).includes(user);
+    const access = user
+      ? scopes
+          .map(parseScope)
+          .filter((scope) => scope !== undefined)
+          .map((scope) => (readOnly ? { ...scope, actions: scope.actions.filter((action) => action === 'pull') } : scope))
+      : [];
     const now = Math.floor(Date.now() / 1000);
     const token = signJwt(key, certDer, {
       iss: options.issuer,

@@ -48,6 +48,7 @@ export function addImageOptions(command: Command): Command {
     .option('--no-strip', "keep debug information in the wheels' ELF files")
     .option('--debug-image', 'also write <tag>-debug: the image plus busybox at /busybox on PATH')
     .option('--frozen', 'use uv.lock as it is, without checking it against pyproject.toml')
+    .option('--cache-repo <registry/repo>', 'a registry repository shared as a layer cache: layers found there are not built, layers built are published (or UVIMAGE_CACHE_REPO)')
     .option('--sbom <dir>', 'write CycloneDX and SPDX SBOMs per platform into DIR, and attach them to --push and --oci outputs')
     .option('--no-sbom', 'no SBOMs, whatever tool.uvimage.sbom says');
   return addImageConfigOptions(command, {
@@ -72,7 +73,8 @@ export async function withPlan(
   const request = await resolveBuildRequest(directory, options, process.env);
   const { package: packages, 'all-packages': allPackages } = request.config;
   const locked = await loadLockedProject(request.dir, { packages: typeof packages === 'string' ? [packages] : packages, allPackages, from: request.origins.package });
-  const run = await openImageRun({ ...options, tag: request.outputs.tags }, { platforms: request.targets.map((target) => target.platform), outputs });
+  const layerCache = request.cacheRepo ? { registry: request.cacheRepo.registry, repository: request.cacheRepo.repository } : undefined;
+  const run = await openImageRun({ ...options, tag: request.outputs.tags, ...(layerCache ? { layerCache } : {}) }, { platforms: request.targets.map((target) => target.platform), outputs });
   const context: PipelineContext = { store: run.store, client: run.client, blobs: run.blobs, progress: run.progress, env: process.env };
   const compilers = new BytecodeCompilers(context);
   try {
@@ -87,6 +89,8 @@ export async function withPlan(
     }
     await use(plan, { ...context, run, compilers, locked, indexes });
   } finally {
+    // A build that failed still shares the layers it made.
+    await run.layerCache?.flush();
     await compilers.close();
   }
 }

@@ -177,12 +177,18 @@ export async function fetchIndexFile(
   }
 }
 
+/** The digest a verified InRelease gives a file it lists: what the file is, before (or without) fetching it. */
+export function listedFileDigest(archive: Archive, release: ReleaseInfo, path: string): Digest {
+  const entry = release.sha256.get(path);
+  if (!entry) throw new UserError(`${archive.url}/dists/${archive.dist}/InRelease lists no SHA256 for ${path}`);
+  return `sha256:${entry.sha256}`;
+}
+
 /** fetchIndexFile for an InRelease at hand. */
 export async function fetchListedFile(archive: Archive, release: ReleaseInfo, path: string, store: BlobStore, options: LoadIndexOptions): Promise<Digest> {
   const distUrl = `${archive.url}/dists/${archive.dist}`;
-  const entry = release.sha256.get(path);
-  if (!entry) throw new UserError(`${distUrl}/InRelease lists no SHA256 for ${path}`);
-  const digest: Digest = `sha256:${entry.sha256}`;
+  const digest = listedFileDigest(archive, release, path);
+  const entry = release.sha256.get(path)!;
   if (await store.has(digest)) return digest;
   if (options.offline) throw new UserError(`offline: ${distUrl}/${path} is not in the cache; run once without offline mode`);
 

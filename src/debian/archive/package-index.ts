@@ -4,10 +4,10 @@
  * which work derived from an index is cached.
  */
 import { UserError } from '../../errors.js';
-import { stages } from '../../progress.js';
+import { silentProgress, stages } from '../../progress.js';
 import type { Digest } from '../../oci/digest.js';
 import type { BlobStore } from '../../oci/store.js';
-import { fetchListedFile, loadRelease, type LoadIndexOptions } from './fetch.js';
+import { fetchListedFile, listedFileDigest, loadRelease, type LoadIndexOptions } from './fetch.js';
 import { PackageIndex, parsePackagesBlob, type Compression, type DebianPackage } from './packages.js';
 import type { ReleaseInfo } from './release.js';
 import { archivesOf, type Archive, type DebianSource } from './source.js';
@@ -29,9 +29,12 @@ interface PackagesFile {
   compression: Compression;
 }
 
-async function loadPackagesFiles(source: DebianSource, store: BlobStore, options: LoadIndexOptions): Promise<PackagesFile[]> {
+async function loadPackagesFiles(source: DebianSource, store: BlobStore, options: LoadIndexOptions & { listedOnly?: boolean }): Promise<PackagesFile[]> {
   const { main, security } = archivesOf(source);
-  const indexStage = options.indexStage ?? options.progress?.stage(stages.debianIndex(source.suite, source.arch));
+  // Reading the InRelease files alone (an identity: small, and most often not fetched within the
+  // TTL) is shown as no stage: the index's stage is the one that fetches the Packages files, when
+  // a build needs them, so a fresh build still says "Fetched the Debian … index" once.
+  const indexStage = options.indexStage ?? (options.listedOnly ? silentProgress.stage(stages.debianIndex(source.suite, source.arch)) : options.progress?.stage(stages.debianIndex(source.suite, source.arch)));
   const inStage = { ...options, indexStage };
   // Both archives are loaded side by side and both are waited for, so nothing is still being
   // written to the store when a failure is reported.
@@ -39,7 +42,8 @@ async function loadPackagesFiles(source: DebianSource, store: BlobStore, options
     [main, security].map(async (archive): Promise<PackagesFile> => {
       const release = await loadRelease(archive, source, store, inStage);
       const [path, compression] = packagesFileIn(release, archive, source);
-      return { archive, digest: await fetchListedFile(archive, release, path, store, inStage), compression };
+      const digest = options.listedOnly ? listedFileDigest(archive, release, path) : await fetchListedFile(archive, release, path, store, inStage);
+      return { archive, digest, compression };
     }),
   );
   if (!options.indexStage) indexStage?.finish();
@@ -55,7 +59,9 @@ async function loadPackagesFiles(source: DebianSource, store: BlobStore, options
  * Packages file takes to decompress and parse.
  */
 export async function packageIndexIdentity(source: DebianSource, store: BlobStore, options: LoadIndexOptions = {}): Promise<string> {
-  const files = await loadPackagesFiles(source, store, options);
+  // The digests the verified InRelease lists: the Packages files themselves are fetched only
+  // when the index is read (a record of what it gives — a layer cache's — makes that unneeded).
+  const files = await loadPackagesFiles(source, store, { ...options, listedOnly: true });
   return files.map((file) => `${file.archive.url}/dists/${file.archive.dist}@${file.digest}`).join(' ');
 }
 
