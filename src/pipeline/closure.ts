@@ -184,10 +184,12 @@ export interface ClosureOptions {
 
 /** Checks one platform image's layers; the report lists what is missing (and what allow-missing let through). */
 export async function checkClosure(layers: Layer[], options: ClosureOptions): Promise<ClosureReport> {
-  const files: LayerFiles[] = [];
+  // The layers are read side by side: each is a stream of inflate and spool work, and a machine
+  // with more than one core does them at once.
+  let files: LayerFiles[];
   const stage = options.progress?.stage(stages.closureLayers(options.arch));
   try {
-    for (const layer of layers) files.push(await layerFiles(layer, options.blobs, options.store, stage));
+    files = await Promise.all(layers.map((layer) => layerFiles(layer, options.blobs, options.store, stage)));
   } finally {
     stage?.finish();
   }
