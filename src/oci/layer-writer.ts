@@ -24,7 +24,9 @@
  *
  * Memory does not grow with the layer: contents are opened one at a time when the writer reaches
  * them, streamed through sha256 + crc32 + deflate + sha256 into a temp file with backpressure,
- * and only metadata (one small object per entry) is held.
+ * and only metadata (one small object per entry) is held — and, for the layer-files record the
+ * closure check reads (src/oci/layer-files.ts), one ELF file or small text at a time, up to a
+ * fixed bound.
  */
 import { crc32 } from 'node:zlib';
 import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
@@ -36,6 +38,7 @@ import type { LayerEntry } from './layer-entry.js';
 import { MediaType } from './media-types.js';
 import { BLOCK_SIZE, ParallelDeflate } from './parallel-deflate.js';
 import type { BlobStore } from './store.js';
+import { LayerFilesCollector, layerFilesKey } from './layer-files.js';
 
 export interface WriteLayerOptions {
   /** mtime (seconds since the epoch) of every entry; default buildTimestamp().seconds (SOURCE_DATE_EPOCH, else 0). */
@@ -90,7 +93,9 @@ export async function writeLayer(
   // Metadata pass: errors here happen before anything touches the store.
   const plan = await planLayer(entries);
 
-  const tar = Readable.from(tarChunks(plan, mtime), { objectMode: false, highWaterMark: CHUNK });
+  // What the closure check needs of the layer is collected as it is written: it is not read again.
+  const collector = new LayerFilesCollector();
+  const tar = Readable.from(tarChunks(plan, mtime, collector), { objectMode: false, highWaterMark: CHUNK });
   const meter = new TarMeter();
   const deflate = new ParallelDeflate({ level });
   const framer = new GzipFramer(meter, options.onBytes);
@@ -102,6 +107,7 @@ export async function writeLayer(
     throw error;
   }
   const blob = await writer.commit(undefined, 'layer');
+  if (!collector.incomplete) await store.keepRecord('layer-files', layerFilesKey(meter.digest), collector.files);
   return {
     descriptor: { mediaType: MediaType.ociLayerGzip, digest: blob.digest, size: blob.size },
     diffId: meter.digest,
@@ -553,7 +559,7 @@ const EMPTY = Buffer.alloc(0);
  * every stage); large content chunks pass through as they come. Each file is opened only when it
  * is reached, and its byte count is checked against the size its header already declared.
  */
-async function* tarChunks(members: Member[], mtime: number): AsyncGenerator<Buffer> {
+async function* tarChunks(members: Member[], mtime: number, collector: LayerFilesCollector): AsyncGenerator<Buffer> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   function* emit(chunk: Buffer): Generator<Buffer> {
@@ -576,12 +582,14 @@ async function* tarChunks(members: Member[], mtime: number): AsyncGenerator<Buff
 
   for (const member of members) {
     yield* emit(encodeHeaders(member, mtime));
+    await collector.add({ path: member.path, type: member.type, size: member.size, target: member.linkname });
     if (member.type !== 'file') continue;
     const source = await member.open!();
     let written = 0;
     const count = (chunk: Buffer): void => {
       written += chunk.length;
       if (written > member.size) throw new LayerEntryError(`file ${JSON.stringify(member.path)} yielded more than its declared size of ${member.size} bytes (did it change while the layer was written?)`);
+      collector.data(chunk);
     };
     if (source instanceof Uint8Array) {
       const chunk = toBuffer(source);
@@ -600,6 +608,7 @@ async function* tarChunks(members: Member[], mtime: number): AsyncGenerator<Buff
     if (written !== member.size) {
       throw new LayerEntryError(`file ${JSON.stringify(member.path)} yielded ${written} bytes but its declared size is ${member.size} (did it change while the layer was written?)`);
     }
+    await collector.endFile();
     yield* emit(padding(member.size));
   }
   // End of archive: two zero blocks.

@@ -333,6 +333,12 @@ export class BlobStore {
     }
   }
 
+  /** Keeps a record made outside `cached`, as a by-product of other work: written here, and published where records of its kind are shared. */
+  async keepRecord(kind: string, key: string, value: unknown, blobs: Digest[] = []): Promise<void> {
+    await this.writeRecord(kind, key, value);
+    if (this.shared?.shares(kind)) this.shared.publish(kind, key, value, blobs);
+  }
+
   async writeRecord(kind: string, key: string, value: unknown): Promise<void> {
     const path = this.recordPath(kind, key);
     await mkdir(join(this.root, 'records', kind), { recursive: true });

@@ -14,68 +14,37 @@
  * read from the suite's Contents index (verified through the signed InRelease like Packages).
  */
 import { posix } from 'node:path';
-import { readElf, type ElfInfo } from '../binary/elf.js';
 import { findMissingLibraries, ImageTree, loaderSystem, shownPath, type MissingLibrary } from '../binary/loader.js';
 import { debianSourceFrom, fetchIndexFile } from '../debian/archive/index.js';
 import { findInContents, packagesInSearchPath } from '../debian/contents.js';
 import { UserError, describeError } from '../errors.js';
 import { architectures, type Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
-import { glibcLoadingSymbols } from '../facts/glibc.js';
 import type { Layer } from '../oci/image.js';
+import { addLayerMember, emptyLayerFiles, layerFilesFormat, layerFilesKey, wantsContent, type LayerFiles } from '../oci/layer-files.js';
 import type { BlobSource } from '../oci/sink.js';
 import { spoolTar } from '../oci/spooled-tar.js';
 import type { BlobStore } from '../oci/store.js';
 import { verifiedTar } from '../report/image-source.js';
 import { asTask, stages, type Progress, type Stage } from '../progress.js';
 
-/** Bump when what a layer-files record holds changes. */
-const layerFilesFormat = 2;
-
-/** One layer as the closure check sees it. */
-export interface LayerFiles {
-  format: number;
-  /** Each member: path (no leading '/'), 'f' file, 'd' directory, 'l' symlink (with its target). */
-  entries: [string, 'f' | 'd' | 'l', string?][];
-  whiteouts: string[];
-  opaque: string[];
-  elf: Record<string, ElfInfo>;
-  /** Files that say who owns what, and the loader's configuration: status.d md5sums, RECORD, ld.so.conf, os-release. */
-  texts: Record<string, string>;
-}
-
-const ownerText = /^(var\/lib\/dpkg\/status\.d\/[^/]+\.md5sums|.*\.dist-info\/RECORD|etc\/ld\.so\.conf(\.d\/[^/]+)?|etc\/ld\.so\.cache|(usr\/lib|etc)\/os-release)$/;
-
-/** A layer's files, read from its blob once and then kept in the store by diff_id. */
+/**
+ * A layer's files: the record the layer writer made when uvimage wrote the layer, else read from
+ * its blob once (streamed into a spool, each ELF file's headers read from there) and kept.
+ */
 export async function layerFiles(layer: Layer, blobs: BlobSource, store: BlobStore, stage?: Stage): Promise<LayerFiles> {
   return store.cached(
     'layer-files',
-    JSON.stringify({ format: layerFilesFormat, diffId: layer.diffId }),
+    layerFilesKey(layer.diffId),
     () => asTask(stage, layer.descriptor.digest.slice(7, 19), async (task) => {
       const what = `layer ${layer.descriptor.digest}`;
       const tar = verifiedTar(() => blobs.openLayer(layer), { mediaType: layer.descriptor.mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size, diffId: layer.diffId }, what);
       const spool = await spoolTar(tar, { spoolPath: store.tempPath('closure'), label: what });
       try {
-        const files: LayerFiles = { format: layerFilesFormat, entries: [], whiteouts: [], opaque: [], elf: {}, texts: {} };
+        const files = emptyLayerFiles();
         for (const member of spool.members) {
-          const base = posix.basename(member.path);
-          const dir = posix.dirname(member.path);
-          if (base === '.wh..wh..opq') {
-            files.opaque.push(dir === '.' ? '' : dir);
-            continue;
-          }
-          if (base.startsWith('.wh.')) {
-            if (!base.startsWith('.wh..wh.')) files.whiteouts.push(dir === '.' ? base.slice(4) : `${dir}/${base.slice(4)}`);
-            continue;
-          }
-          if (member.type === 'symlink') files.entries.push([member.path, 'l', member.target]);
-          else files.entries.push([member.path, member.type === 'directory' ? 'd' : 'f']);
-          if (member.type !== 'file') continue;
-          if (ownerText.test(member.path) && member.size < 4 * 1024 * 1024 && !member.path.endsWith('ld.so.cache')) files.texts[member.path] = (await spool.readFile(member)).toString('utf8');
-          if (member.path.endsWith('ld.so.cache')) files.texts[member.path] = '';
-          if (member.size < 52) continue;
-          const elf = await readElf((position, length) => spool.readRange(member, position, Math.max(0, Math.min(length, member.size - position))), { watchedImports: glibcLoadingSymbols });
-          if (elf) files.elf[member.path] = elf;
+          const content = wantsContent(member) ? { all: () => spool.readFile(member), range: (position: number, length: number) => spool.readRange(member, position, length) } : undefined;
+          await addLayerMember(files, member, content);
         }
         return files;
       } finally {

@@ -13,7 +13,8 @@ import type { Layer } from '../oci/image.js';
 import type { BlobSource } from '../oci/sink.js';
 import type { BlobStore } from '../oci/store.js';
 import { stages, type Progress } from '../progress.js';
-import { imageTree, layerFiles, owners, type LayerFiles } from './closure.js';
+import type { LayerFiles } from '../oci/layer-files.js';
+import { imageTree, layerFiles, owners } from './closure.js';
 
 export async function minimalBaseSelection(
   plan: DebianBasePlan,

@@ -86,7 +86,6 @@ const finishedStages = [
   /^Downloaded \d+ wheels for amd64 \(\d+\.\d MiB\)/,
   /^Compiled \d+ files to bytecode for amd64/,
   /^Wrote 2 venv layers for amd64 \(\d+\.\d MiB\)/,
-  /^Read 5 layers for the closure check \(amd64\) \(\d+\.\d MiB\)/,
   /^Pushed 6 blobs to 127\.0\.0\.1:\d+\/e2e\/progress-\w+ \(\d+\.\d MiB\)/,
   /^Wrote the OCI layout \S+ \(\d+\.\d MiB\)/,
   /^Wrote the docker-archive \S+ \(\d+\.\d MiB\)/,
