@@ -105,7 +105,8 @@ test('a layer built by one store is used by another without being built, its byt
   const made = await writerStore.cached('venv-layer', key, produce, { blobs: layerBlobs });
   await writer.flush();
   assert.equal(built, 1);
-  assert.deepEqual(writer.stats, { hits: 0, misses: 1, published: 1, present: 0 });
+  // The layer's record, and the layer-files record the layer writer kept as it wrote the layer.
+  assert.deepEqual(writer.stats, { hits: 0, misses: 1, published: 2, present: 0 });
 
   // Runner B: an empty store.
   const readerStore = await freshStore();
@@ -153,7 +154,8 @@ test('racing writers of one key put the same manifest under its tag', async () =
   const expected = cacheDocuments('standalone-layer', key, { layer: JSON.parse(JSON.stringify(layer)) }, [{ digest: layer.descriptor.digest, size: layer.descriptor.size }]);
   assert.equal(manifest.digest, expected.digest, 'the tag holds the one deterministic manifest');
   assert.equal(manifest.mediaType, MediaType.ociManifest);
-  assert.equal(caches.reduce((sum, { cache }) => sum + cache.stats.published + cache.stats.present, 0), 2);
+  // Each writer puts (or finds) two records: the layer's, and its layer-files record.
+  assert.equal(caches.reduce((sum, { cache }) => sum + cache.stats.published + cache.stats.present, 0), 4);
 });
 
 test('a record under the right tag but for another key text is a miss, and the layer is built', async () => {
@@ -179,7 +181,7 @@ test('a record under the right tag but for another key text is a miss, and the l
   assert.equal(built, 1, 'the forged record was not used');
   assert.equal(await reader.available('venv-layer', BlobStore.recordName(key), layerBlobs as (value: unknown) => unknown[]), true, 'built here now');
   await cache.flush();
-  assert.equal(cache.stats.published, 1, 'the real record replaces it');
+  assert.equal(cache.stats.published, 2, 'the real record replaces it (with the layer-files record of the layer built)');
   const fresh = await freshStore();
   cacheFor(fresh, 'cache/mismatch');
   assert.ok(await fresh.cached('venv-layer', key, async () => {
@@ -223,7 +225,7 @@ test('a read-only token reads the cache and warns once that it cannot publish', 
     const writer = as('writer', 'w-pass', [], writerStore);
     await writerStore.cached('venv-layer', key, () => layerOf(writerStore, 'by the writer'), { blobs: layerBlobs });
     await writer.flush();
-    assert.equal(writer.stats.published, 1);
+    assert.equal(writer.stats.published, 2, 'the layer\'s record and its layer-files record');
 
     const warnings: string[] = [];
     const readerStore = await freshStore();
