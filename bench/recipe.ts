@@ -45,6 +45,8 @@ async function compileUvimage(work: string): Promise<{ command: string[]; note: 
   const outDir = join(work, 'dist');
   const tsc = join(repoRoot, 'node_modules', '.bin', 'tsc');
   await symlink(join(repoRoot, 'node_modules'), join(work, 'node_modules'));
+  // As in the package: its .js files are ES modules (esbuild imports CommonJS defaults the Node way only then).
+  await writeFile(join(work, 'package.json'), '{ "type": "module" }\n');
   let result = await run(tsc, ['-p', join(repoRoot, 'tsconfig.json'), '--outDir', outDir, '--sourceMap', 'false']);
   if (result.code === 0) result = await run(process.execPath, [join(repoRoot, 'scripts', 'bundle.mjs'), outDir]);
   if (result.code === 0) {
