@@ -35,7 +35,9 @@
  * interpreter after the interpreter's own dependencies are loaded (so the interpreter's RPATH,
  * when it has one and no RUNPATH, and what it already loaded, count); then every other shared
  * object that none of those loads, dlopen'ed on its own (those only loaded by another such
- * object are judged as that one loads them).
+ * object are judged as that one loads them). A caller may start processes only from some files
+ * (`roots`: the minimal flavour runs it from everything but the base) and add sonames that are
+ * dlopened by name (`dlopened`: what glibc loads by itself); the report lists every file loaded.
  */
 import { posix } from 'node:path';
 import { architectureOfPython, architectures } from '../facts/architectures.js';
