@@ -8,34 +8,18 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { UserError } from '../../src/errors.js';
 import type { Image } from '../../src/oci/image.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { fetchLayerBlob, pullBaseImage } from '../../src/registry/pull.js';
 import { RegistrySink } from '../../src/registry/push.js';
-import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
-import { startRegistry, type TestRegistry } from '../harness/registry.js';
-import { amd64, countingBlobSource, fastRetry, makeImage, makeLayer, sinkContext, tempStore, type TempStore } from './helpers.js';
+import { amd64, countingBlobSource, fastRetry, makeImage, makeLayer, registryBehindFaultProxy, sinkContext, tempStore } from './helpers.js';
 
-let registry: TestRegistry;
-let proxy: FaultProxy;
-let local: TempStore;
-
-before(async () => {
-  registry = await startRegistry();
-  proxy = await startFaultProxy(registry.host);
-  local = await tempStore();
-});
-
-after(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-  await local?.cleanup();
-});
+const fixture = registryBehindFaultProxy();
 
 async function bigImage(label: string, bytes = 300 * 1024): Promise<Image> {
-  return makeImage({ layers: [await makeLayer(local.store, { [`${label}.bin`]: randomBytes(bytes) })] });
+  return makeImage({ layers: [await makeLayer(fixture.local.store, { [`${label}.bin`]: randomBytes(bytes) })] });
 }
 
 /** Pulls `ref` directly from the registry into a fresh store and checks every blob. */
@@ -55,109 +39,109 @@ async function assertPullsBackIntact(ref: string, image: Image): Promise<void> {
 }
 
 function uploadStarts(): number {
-  return proxy.log.filter((entry) => entry.method === 'POST' && /\/blobs\/uploads\/$/.test(entry.path)).length;
+  return fixture.proxy.log.filter((entry) => entry.method === 'POST' && /\/blobs\/uploads\/$/.test(entry.path)).length;
 }
 
 test('500s on uploads and manifests are retried; the image arrives intact', async () => {
   const image = await bigImage('five-hundred');
-  proxy.resetStats();
-  proxy.setRules([
+  fixture.proxy.resetStats();
+  fixture.proxy.setRules([
     { method: 'PUT', path: /\/blobs\/uploads\//, times: 2, action: { kind: 'status', status: 500 } },
     { method: 'POST', path: /\/blobs\/uploads\/$/, times: 1, action: { kind: 'status', status: 503 } },
     { method: 'PUT', path: /\/manifests\//, times: 1, action: { kind: 'status', status: 502 } },
   ]);
-  const result = await new RegistrySink([`${proxy.host}/faults/five:1`], { retry: fastRetry }).write(
+  const result = await new RegistrySink([`${fixture.proxy.host}/faults/five:1`], { retry: fastRetry }).write(
     { kind: 'image', image },
-    sinkContext(countingBlobSource(local.store)),
+    sinkContext(countingBlobSource(fixture.local.store)),
   );
-  assert.equal(proxy.stats.faults, 4);
+  assert.equal(fixture.proxy.stats.faults, 4);
   assert.equal(result.details!.uploadedBlobs, 2);
   // Bytes counted once per blob, though some went up twice.
   assert.equal(result.bytes, image.layers[0]!.descriptor.size + image.config.descriptor.size);
-  proxy.setRules([]);
-  await assertPullsBackIntact(`${registry.host}/faults/five:1`, image);
+  fixture.proxy.setRules([]);
+  await assertPullsBackIntact(`${fixture.registry.host}/faults/five:1`, image);
 });
 
 test('a 429 with Retry-After is honoured', async () => {
-  const image = makeImage({ layers: [await makeLayer(local.store, { 'rate.txt': 'limited' })] });
-  proxy.resetStats();
-  proxy.setRules([{ method: 'PUT', path: /\/manifests\//, times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': '1' } } }]);
+  const image = makeImage({ layers: [await makeLayer(fixture.local.store, { 'rate.txt': 'limited' })] });
+  fixture.proxy.resetStats();
+  fixture.proxy.setRules([{ method: 'PUT', path: /\/manifests\//, times: 1, action: { kind: 'status', status: 429, headers: { 'retry-after': '1' } } }]);
   const started = Date.now();
-  await new RegistrySink([`${proxy.host}/faults/rate:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store)));
+  await new RegistrySink([`${fixture.proxy.host}/faults/rate:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store)));
   const elapsed = Date.now() - started;
-  assert.equal(proxy.stats.faults, 1);
+  assert.equal(fixture.proxy.stats.faults, 1);
   assert.ok(elapsed >= 950, `waited ${elapsed} ms, less than Retry-After`);
-  proxy.setRules([]);
-  await assertPullsBackIntact(`${registry.host}/faults/rate:1`, image);
+  fixture.proxy.setRules([]);
+  await assertPullsBackIntact(`${fixture.registry.host}/faults/rate:1`, image);
 });
 
 test('a connection cut midway through a monolithic upload body: the upload starts over', async () => {
   const image = await bigImage('cut-monolithic');
-  proxy.resetStats();
-  proxy.setRules([{ method: 'PUT', path: /\/blobs\/uploads\//, times: 1, action: { kind: 'reset-midway', afterBytes: 50_000 } }]);
-  const result = await new RegistrySink([`${proxy.host}/faults/cut:1`], { retry: fastRetry }).write(
+  fixture.proxy.resetStats();
+  fixture.proxy.setRules([{ method: 'PUT', path: /\/blobs\/uploads\//, times: 1, action: { kind: 'reset-midway', afterBytes: 50_000 } }]);
+  const result = await new RegistrySink([`${fixture.proxy.host}/faults/cut:1`], { retry: fastRetry }).write(
     { kind: 'image', image },
-    sinkContext(countingBlobSource(local.store)),
+    sinkContext(countingBlobSource(fixture.local.store)),
   );
-  assert.equal(proxy.stats.faults, 1);
+  assert.equal(fixture.proxy.stats.faults, 1);
   assert.equal(result.details!.uploadedBlobs, 2);
   assert.equal(uploadStarts(), 3); // the layer twice, the config once
-  proxy.setRules([]);
-  await assertPullsBackIntact(`${registry.host}/faults/cut:1`, image);
+  fixture.proxy.setRules([]);
+  await assertPullsBackIntact(`${fixture.registry.host}/faults/cut:1`, image);
 });
 
 test('a chunk whose connection drops before reaching the registry: the upload resumes from its Range', async () => {
   const image = await bigImage('resume');
   const size = image.layers[0]!.descriptor.size;
   const client = new RegistryClient({ retry: fastRetry, chunkSize: 64 * 1024 });
-  proxy.resetStats();
-  proxy.setRules([{ method: 'PATCH', skip: 2, times: 1, action: { kind: 'drop' } }]);
-  await new RegistrySink([`${proxy.host}/faults/resume:1`], { client }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store)));
-  assert.equal(proxy.stats.faults, 1);
-  const statusChecks = proxy.log.filter((entry) => entry.method === 'GET' && /\/blobs\/uploads\/./.test(entry.path));
+  fixture.proxy.resetStats();
+  fixture.proxy.setRules([{ method: 'PATCH', skip: 2, times: 1, action: { kind: 'drop' } }]);
+  await new RegistrySink([`${fixture.proxy.host}/faults/resume:1`], { client }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store)));
+  assert.equal(fixture.proxy.stats.faults, 1);
+  const statusChecks = fixture.proxy.log.filter((entry) => entry.method === 'GET' && /\/blobs\/uploads\/./.test(entry.path));
   assert.equal(statusChecks.length, 1);
   assert.equal(statusChecks[0]!.status, 204);
   assert.equal(uploadStarts(), 2); // no restart: layer and config once each
   // Chunks sent: ceil(size/64K) plus the one dropped (which never reached the registry).
-  const patches = proxy.log.filter((entry) => entry.method === 'PATCH').length;
+  const patches = fixture.proxy.log.filter((entry) => entry.method === 'PATCH').length;
   assert.equal(patches, Math.ceil(size / (64 * 1024)) + 1);
-  proxy.setRules([]);
-  await assertPullsBackIntact(`${registry.host}/faults/resume:1`, image);
+  fixture.proxy.setRules([]);
+  await assertPullsBackIntact(`${fixture.registry.host}/faults/resume:1`, image);
 });
 
 test('a chunk cut midway (the registry kept part of it): the upload starts over when it cannot resume', async () => {
   const image = await bigImage('cut-chunk');
   const client = new RegistryClient({ retry: fastRetry, chunkSize: 64 * 1024 });
-  proxy.resetStats();
-  proxy.setRules([{ method: 'PATCH', skip: 1, times: 1, action: { kind: 'reset-midway', afterBytes: 10_000 } }]);
-  const result = await new RegistrySink([`${proxy.host}/faults/cutchunk:1`], { client }).write(
+  fixture.proxy.resetStats();
+  fixture.proxy.setRules([{ method: 'PATCH', skip: 1, times: 1, action: { kind: 'reset-midway', afterBytes: 10_000 } }]);
+  const result = await new RegistrySink([`${fixture.proxy.host}/faults/cutchunk:1`], { client }).write(
     { kind: 'image', image },
-    sinkContext(countingBlobSource(local.store)),
+    sinkContext(countingBlobSource(fixture.local.store)),
   );
-  assert.equal(proxy.stats.faults, 1);
+  assert.equal(fixture.proxy.stats.faults, 1);
   assert.equal(result.details!.uploadedBlobs, 2);
   // distribution 2.8 cancels an upload whose size no longer matches its state token, so the
   // status check finds nothing to resume and the layer is uploaded again from the start.
-  const statusChecks = proxy.log.filter((entry) => entry.method === 'GET' && /\/blobs\/uploads\/./.test(entry.path));
+  const statusChecks = fixture.proxy.log.filter((entry) => entry.method === 'GET' && /\/blobs\/uploads\/./.test(entry.path));
   assert.equal(statusChecks.length, 1);
   assert.notEqual(statusChecks[0]!.status, 204);
   assert.equal(uploadStarts(), 3);
-  proxy.setRules([]);
-  await assertPullsBackIntact(`${registry.host}/faults/cutchunk:1`, image);
+  fixture.proxy.setRules([]);
+  await assertPullsBackIntact(`${fixture.registry.host}/faults/cutchunk:1`, image);
 });
 
 test('a manipulated blob fails the pull with a digest mismatch and leaves nothing in the store', async () => {
   const image = await bigImage('flipped', 50 * 1024);
-  await new RegistrySink([`${registry.host}/faults/flip:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store)));
+  await new RegistrySink([`${fixture.registry.host}/faults/flip:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store)));
   const pulled = await tempStore();
   try {
     const client = new RegistryClient({ retry: fastRetry });
-    const base = await pullBaseImage(`${proxy.host}/faults/flip:1`, amd64, pulled.store, { client });
+    const base = await pullBaseImage(`${fixture.proxy.host}/faults/flip:1`, amd64, pulled.store, { client });
     const layer = base.layers[0]!;
-    proxy.setRules([{ method: 'GET', path: /\/blobs\/sha256:/, action: { kind: 'flip-byte' } }]);
+    fixture.proxy.setRules([{ method: 'GET', path: /\/blobs\/sha256:/, action: { kind: 'flip-byte' } }]);
     await assert.rejects(fetchLayerBlob(layer, pulled.store, client), (error: unknown) => {
       assert.ok(error instanceof UserError);
-      assert.match(error.message, new RegExp(`^blob ${layer.descriptor.digest} from ${proxy.host}/faults/flip does not match its digest`));
+      assert.match(error.message, new RegExp(`^blob ${layer.descriptor.digest} from ${fixture.proxy.host}/faults/flip does not match its digest`));
       return true;
     });
     assert.equal(await pulled.store.has(layer.descriptor.digest), false);
@@ -165,38 +149,38 @@ test('a manipulated blob fails the pull with a digest mismatch and leaves nothin
     const blobs = await readdir(join(pulled.dir, 'blobs', 'sha256'));
     assert.ok(!blobs.includes(layer.descriptor.digest.slice(7)));
   } finally {
-    proxy.setRules([]);
+    fixture.proxy.setRules([]);
     await pulled.cleanup();
   }
 });
 
 test('a malformed manifest is a UserError', async () => {
-  const image = makeImage({ layers: [await makeLayer(local.store, { 'malformed.txt': 'x' })] });
-  await new RegistrySink([`${registry.host}/faults/malformed:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store)));
+  const image = makeImage({ layers: [await makeLayer(fixture.local.store, { 'malformed.txt': 'x' })] });
+  await new RegistrySink([`${fixture.registry.host}/faults/malformed:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store)));
   const pulled = await tempStore();
-  proxy.setRules([
+  fixture.proxy.setRules([
     { method: 'HEAD', path: /\/manifests\//, action: { kind: 'strip-headers', headers: ['docker-content-digest'] } },
     { method: 'GET', path: /\/manifests\//, action: { kind: 'replace-body', body: '{"schemaVersion": 2, "layers": [' } },
   ]);
   try {
     await assert.rejects(
-      pullBaseImage(`${proxy.host}/faults/malformed:1`, amd64, pulled.store, { retry: fastRetry }),
-      (error: unknown) => error instanceof UserError && error.message === `manifest for ${proxy.host}/faults/malformed:1 is not valid JSON`,
+      pullBaseImage(`${fixture.proxy.host}/faults/malformed:1`, amd64, pulled.store, { retry: fastRetry }),
+      (error: unknown) => error instanceof UserError && error.message === `manifest for ${fixture.proxy.host}/faults/malformed:1 is not valid JSON`,
     );
     // Served for a digest, wrong bytes are a digest mismatch, whatever they hold.
     await assert.rejects(
-      pullBaseImage(`${proxy.host}/faults/malformed@${image.manifest.descriptor.digest}`, amd64, pulled.store, { retry: fastRetry }),
+      pullBaseImage(`${fixture.proxy.host}/faults/malformed@${image.manifest.descriptor.digest}`, amd64, pulled.store, { retry: fastRetry }),
       (error: unknown) => error instanceof UserError && /does not match its digest/.test(error.message),
     );
   } finally {
-    proxy.setRules([]);
+    fixture.proxy.setRules([]);
     await pulled.cleanup();
   }
 });
 
 test('a registry that reports another digest for a pushed manifest is a UserError', async () => {
-  const image = makeImage({ layers: [await makeLayer(local.store, { 'other-digest.txt': 'x' })] });
-  proxy.setRules([
+  const image = makeImage({ layers: [await makeLayer(fixture.local.store, { 'other-digest.txt': 'x' })] });
+  fixture.proxy.setRules([
     {
       method: 'PUT',
       path: /\/manifests\//,
@@ -205,52 +189,52 @@ test('a registry that reports another digest for a pushed manifest is a UserErro
   ]);
   try {
     await assert.rejects(
-      new RegistrySink([`${proxy.host}/faults/digest:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store))),
+      new RegistrySink([`${fixture.proxy.host}/faults/digest:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store))),
       (error: unknown) =>
         error instanceof UserError &&
         error.message ===
-          `registry ${proxy.host} stored manifest ${proxy.host}/faults/digest:1 as sha256:${'0'.repeat(64)}, but its digest is ${image.manifest.descriptor.digest}`,
+          `registry ${fixture.proxy.host} stored manifest ${fixture.proxy.host}/faults/digest:1 as sha256:${'0'.repeat(64)}, but its digest is ${image.manifest.descriptor.digest}`,
     );
   } finally {
-    proxy.setRules([]);
+    fixture.proxy.setRules([]);
   }
 });
 
 test('persistent 503s give up with a one-line UserError', async () => {
-  proxy.setRules([{ method: 'GET', path: /\/manifests\//, action: { kind: 'status', status: 503 } }]);
+  fixture.proxy.setRules([{ method: 'GET', path: /\/manifests\//, action: { kind: 'status', status: 503 } }]);
   const pulled = await tempStore();
   try {
     await assert.rejects(
-      pullBaseImage(`${proxy.host}/faults/five@sha256:${'1'.repeat(64)}`, amd64, pulled.store, { retry: fastRetry }),
+      pullBaseImage(`${fixture.proxy.host}/faults/five@sha256:${'1'.repeat(64)}`, amd64, pulled.store, { retry: fastRetry }),
       (error: unknown) =>
         error instanceof UserError &&
-        error.message === `registry ${proxy.host} failed to get manifest ${proxy.host}/faults/five@sha256:${'1'.repeat(64)} (503: UNKNOWN injected fault)`,
+        error.message === `registry ${fixture.proxy.host} failed to get manifest ${fixture.proxy.host}/faults/five@sha256:${'1'.repeat(64)} (503: UNKNOWN injected fault)`,
     );
   } finally {
-    proxy.setRules([]);
+    fixture.proxy.setRules([]);
     await pulled.cleanup();
   }
 });
 
 test('an error answered while the upload body is still being sent is retried', async () => {
   const image = await bigImage('early', 4 * 1024 * 1024);
-  proxy.resetStats();
-  proxy.setRules([{ method: 'PUT', path: /\/blobs\/uploads\//, times: 1, action: { kind: 'status', status: 500, early: true } }]);
-  const result = await new RegistrySink([`${proxy.host}/faults/early:1`], { retry: fastRetry }).write(
+  fixture.proxy.resetStats();
+  fixture.proxy.setRules([{ method: 'PUT', path: /\/blobs\/uploads\//, times: 1, action: { kind: 'status', status: 500, early: true } }]);
+  const result = await new RegistrySink([`${fixture.proxy.host}/faults/early:1`], { retry: fastRetry }).write(
     { kind: 'image', image },
-    sinkContext(countingBlobSource(local.store)),
+    sinkContext(countingBlobSource(fixture.local.store)),
   );
-  assert.equal(proxy.stats.faults, 1);
+  assert.equal(fixture.proxy.stats.faults, 1);
   assert.equal(result.details!.uploadedBlobs, 2);
-  proxy.setRules([]);
-  await assertPullsBackIntact(`${registry.host}/faults/early:1`, image);
+  fixture.proxy.setRules([]);
+  await assertPullsBackIntact(`${fixture.registry.host}/faults/early:1`, image);
 });
 
 test('dropped connections and 408s on reads are retried', async () => {
   const image = await bigImage('reads', 20 * 1024);
-  await new RegistrySink([`${registry.host}/faults/reads:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store)));
-  proxy.resetStats();
-  proxy.setRules([
+  await new RegistrySink([`${fixture.registry.host}/faults/reads:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store)));
+  fixture.proxy.resetStats();
+  fixture.proxy.setRules([
     { method: 'HEAD', path: /\/manifests\//, times: 1, action: { kind: 'drop' } },
     { method: 'GET', path: /\/manifests\//, times: 1, action: { kind: 'drop' } },
     { method: 'GET', path: /\/blobs\/sha256:/, times: 2, action: { kind: 'status', status: 408 } },
@@ -258,33 +242,33 @@ test('dropped connections and 408s on reads are retried', async () => {
   const pulled = await tempStore();
   try {
     const client = new RegistryClient({ retry: fastRetry });
-    const base = await pullBaseImage(`${proxy.host}/faults/reads:1`, amd64, pulled.store, { client });
+    const base = await pullBaseImage(`${fixture.proxy.host}/faults/reads:1`, amd64, pulled.store, { client });
     await fetchLayerBlob(base.layers[0]!, pulled.store, client);
     assert.ok(await pulled.store.hasIntact(image.layers[0]!.descriptor.digest));
-    assert.equal(proxy.stats.faults, 4);
+    assert.equal(fixture.proxy.stats.faults, 4);
   } finally {
-    proxy.setRules([]);
+    fixture.proxy.setRules([]);
     await pulled.cleanup();
   }
 });
 
 test('a declined mount (202) uploads to the location the registry returned', async () => {
-  const layer = await makeLayer(local.store, { 'declined.txt': 'not in the source repository' });
-  const image = makeImage({ layers: [{ ...layer, origin: { registry: proxy.host, repository: 'faults/nowhere' } }] });
-  proxy.resetStats();
-  const result = await new RegistrySink([`${proxy.host}/faults/declined:1`], { retry: fastRetry }).write(
+  const layer = await makeLayer(fixture.local.store, { 'declined.txt': 'not in the source repository' });
+  const image = makeImage({ layers: [{ ...layer, origin: { registry: fixture.proxy.host, repository: 'faults/nowhere' } }] });
+  fixture.proxy.resetStats();
+  const result = await new RegistrySink([`${fixture.proxy.host}/faults/declined:1`], { retry: fastRetry }).write(
     { kind: 'image', image },
-    sinkContext(countingBlobSource(local.store)),
+    sinkContext(countingBlobSource(fixture.local.store)),
   );
   assert.deepEqual(result.details, { uploadedBlobs: 2, skippedBlobs: 0, mountedBlobs: 0, transferredBytes: result.bytes });
   // One POST for the layer (the mount attempt, whose upload was used) and one for the config.
   assert.equal(uploadStarts(), 2);
-  await assertPullsBackIntact(`${registry.host}/faults/declined:1`, image);
+  await assertPullsBackIntact(`${fixture.registry.host}/faults/declined:1`, image);
 });
 
 test('a refusal answered mid-upload is reported with the registry\'s own message', async () => {
   const image = await bigImage('refused', 4 * 1024 * 1024);
-  proxy.setRules([
+  fixture.proxy.setRules([
     {
       method: 'PUT',
       path: /\/blobs\/uploads\//,
@@ -293,12 +277,12 @@ test('a refusal answered mid-upload is reported with the registry\'s own message
   ]);
   try {
     await assert.rejects(
-      new RegistrySink([`${proxy.host}/faults/refused:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store))),
+      new RegistrySink([`${fixture.proxy.host}/faults/refused:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store))),
       (error: unknown) =>
         error instanceof UserError &&
-        error.message === `registry ${proxy.host} failed to upload blob ${image.layers[0]!.descriptor.digest} to faults/refused (413: SIZE_INVALID blob too large)`,
+        error.message === `registry ${fixture.proxy.host} failed to upload blob ${image.layers[0]!.descriptor.digest} to faults/refused (413: SIZE_INVALID blob too large)`,
     );
   } finally {
-    proxy.setRules([]);
+    fixture.proxy.setRules([]);
   }
 });

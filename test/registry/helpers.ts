@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import { silentProgress } from '../../src/progress.js';
 import { createBlobSource } from '../../src/oci/blobs.js';
@@ -14,6 +15,8 @@ import type { BlobSource, SinkContext } from '../../src/oci/sink.js';
 import { BlobStore } from '../../src/oci/store.js';
 import type { RegistryClient, RegistryClientOptions } from '../../src/registry/client.js';
 import { fetchLayerBlob } from '../../src/registry/pull.js';
+import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
+import { startRegistry, type TestRegistry } from '../harness/registry.js';
 
 const run = promisify(execFile);
 
@@ -106,4 +109,20 @@ export function sinkContext(blobs: BlobSource, tags: string[] = []): SinkContext
 export async function skopeo(args: string[]): Promise<string> {
   const { stdout } = await run('skopeo', args, { maxBuffer: 64 * 1024 * 1024 });
   return stdout;
+}
+
+/** A test file's registry, a fault proxy in front of it and a temp store: started before its tests, stopped after them. */
+export function registryBehindFaultProxy(): { registry: TestRegistry; proxy: FaultProxy; local: TempStore } {
+  const fixture = {} as { registry: TestRegistry; proxy: FaultProxy; local: TempStore };
+  before(async () => {
+    fixture.registry = await startRegistry();
+    fixture.proxy = await startFaultProxy(fixture.registry.host);
+    fixture.local = await tempStore();
+  });
+  after(async () => {
+    await fixture.proxy?.stop();
+    await fixture.registry?.stop();
+    await fixture.local?.cleanup();
+  });
+  return fixture;
 }

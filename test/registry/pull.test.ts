@@ -4,7 +4,7 @@
  * indexes, and the platform errors.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { UserError } from '../../src/errors.js';
 import { serializeDocument, assembleIndex, type Image } from '../../src/oci/image.js';
 import { MediaType } from '../../src/oci/media-types.js';
@@ -12,72 +12,57 @@ import { RegistryClient } from '../../src/registry/client.js';
 import { pullBaseImage, tagRecordKey, type TagRecord } from '../../src/registry/pull.js';
 import { RegistrySink } from '../../src/registry/push.js';
 import { parseReference } from '../../src/registry/reference.js';
-import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
-import { startRegistry, type TestRegistry } from '../harness/registry.js';
-import { amd64, arm64, countingBlobSource, fastRetry, makeImage, makeLayer, sinkContext, tempStore, type TempStore } from './helpers.js';
+import { startRegistry } from '../harness/registry.js';
+import { amd64, arm64, countingBlobSource, fastRetry, makeImage, makeLayer, registryBehindFaultProxy, sinkContext, tempStore } from './helpers.js';
 
-let registry: TestRegistry;
-let proxy: FaultProxy;
-let local: TempStore;
-
-before(async () => {
-  registry = await startRegistry();
-  proxy = await startFaultProxy(registry.host);
-  local = await tempStore();
-});
-
-after(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-  await local?.cleanup();
-});
+const fixture = registryBehindFaultProxy();
 
 async function push(ref: string, image: Image): Promise<void> {
-  await new RegistrySink([ref], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store)));
+  await new RegistrySink([ref], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store)));
 }
 
 test('a tag is resolved at most once per TTL; documents come from the store', async () => {
-  const first = makeImage({ layers: [await makeLayer(local.store, { 'v.txt': 'one' })] });
-  await push(`${registry.host}/cache/app:1`, first);
-  const ref = `${proxy.host}/cache/app:1`;
+  const first = makeImage({ layers: [await makeLayer(fixture.local.store, { 'v.txt': 'one' })] });
+  await push(`${fixture.registry.host}/cache/app:1`, first);
+  const ref = `${fixture.proxy.host}/cache/app:1`;
   const pulled = await tempStore();
   try {
     let clock = 1_000_000;
     const options = { retry: fastRetry, now: () => clock, env: {} };
-    proxy.resetStats();
+    fixture.proxy.resetStats();
     const a = await pullBaseImage(ref, amd64, pulled.store, options);
     assert.equal(a.manifestDigest, first.manifest.descriptor.digest);
-    assert.ok(proxy.stats.requests > 0);
+    assert.ok(fixture.proxy.stats.requests > 0);
     const record = await pulled.store.readRecord<TagRecord>('tags', tagRecordKey(parseReference(ref)));
     assert.deepEqual(record, { digest: first.manifest.descriptor.digest, resolvedAt: clock });
 
     // Within the TTL: no registry call at all.
-    proxy.resetStats();
+    fixture.proxy.resetStats();
     clock += 299_000;
     const b = await pullBaseImage(ref, amd64, pulled.store, options);
     assert.deepEqual(b, a);
-    assert.equal(proxy.stats.requests, 0);
+    assert.equal(fixture.proxy.stats.requests, 0);
 
     // The tag moves; within the TTL the old resolution stands, after it the new one is seen.
-    const second = makeImage({ layers: [await makeLayer(local.store, { 'v.txt': 'two' })] });
-    await push(`${registry.host}/cache/app:1`, second);
+    const second = makeImage({ layers: [await makeLayer(fixture.local.store, { 'v.txt': 'two' })] });
+    await push(`${fixture.registry.host}/cache/app:1`, second);
     assert.equal((await pullBaseImage(ref, amd64, pulled.store, options)).manifestDigest, first.manifest.descriptor.digest);
     clock += 2_000;
-    proxy.resetStats();
+    fixture.proxy.resetStats();
     const c = await pullBaseImage(ref, amd64, pulled.store, options);
     assert.equal(c.manifestDigest, second.manifest.descriptor.digest);
     assert.deepEqual(c.layers.map((layer) => layer.descriptor.digest), second.layers.map((layer) => layer.descriptor.digest));
 
     // Expired again but unchanged: one HEAD, nothing downloaded.
     clock += 301_000;
-    proxy.resetStats();
+    fixture.proxy.resetStats();
     await pullBaseImage(ref, amd64, pulled.store, options);
-    assert.deepEqual(proxy.log.map((entry) => `${entry.method} ${entry.path}`), ['HEAD /v2/cache/app/manifests/1']);
+    assert.deepEqual(fixture.proxy.log.map((entry) => `${entry.method} ${entry.path}`), ['HEAD /v2/cache/app/manifests/1']);
 
     // UVIMAGE_TAG_TTL_SECONDS=0: always asks (HEAD only, the documents are cached).
-    proxy.resetStats();
+    fixture.proxy.resetStats();
     await pullBaseImage(ref, amd64, pulled.store, { ...options, env: { UVIMAGE_TAG_TTL_SECONDS: '0' } });
-    assert.deepEqual(proxy.log.map((entry) => entry.method), ['HEAD']);
+    assert.deepEqual(fixture.proxy.log.map((entry) => entry.method), ['HEAD']);
     await assert.rejects(
       pullBaseImage(ref, amd64, pulled.store, { ...options, env: { UVIMAGE_TAG_TTL_SECONDS: 'soon' } }),
       /UVIMAGE_TAG_TTL_SECONDS must be a whole number/,
@@ -92,8 +77,8 @@ test('a digest-pinned base whose documents are cached needs no registry (it is s
   let stopped = false;
   const pulled = await tempStore();
   try {
-    const image = makeImage({ layers: [await makeLayer(local.store, { 'pinned.txt': 'pinned' })] });
-    await new RegistrySink([`${own.host}/pinned/base:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(local.store)));
+    const image = makeImage({ layers: [await makeLayer(fixture.local.store, { 'pinned.txt': 'pinned' })] });
+    await new RegistrySink([`${own.host}/pinned/base:1`], { retry: fastRetry }).write({ kind: 'image', image }, sinkContext(countingBlobSource(fixture.local.store)));
     const pinned = `${own.host}/pinned/base@${image.manifest.descriptor.digest}`;
     const online = await pullBaseImage(pinned, amd64, pulled.store, { retry: fastRetry });
     const byTag = await pullBaseImage(`${own.host}/pinned/base:1`, amd64, pulled.store, { retry: fastRetry });
@@ -116,12 +101,12 @@ test('a digest-pinned base whose documents are cached needs no registry (it is s
 });
 
 test('a Docker manifest list: the platform is chosen, arm64 matches arm64/v8', async () => {
-  const amdImage = makeImage({ platform: amd64, layers: [await makeLayer(local.store, { 'd.txt': 'amd' })], flavour: 'docker' });
-  const armImage = makeImage({ platform: arm64, layers: [await makeLayer(local.store, { 'd.txt': 'arm' })], flavour: 'docker' });
+  const amdImage = makeImage({ platform: amd64, layers: [await makeLayer(fixture.local.store, { 'd.txt': 'amd' })], flavour: 'docker' });
+  const armImage = makeImage({ platform: arm64, layers: [await makeLayer(fixture.local.store, { 'd.txt': 'arm' })], flavour: 'docker' });
   const index = assembleIndex([amdImage, armImage], { flavour: 'docker' });
   assert.equal(index.index.descriptor.mediaType, MediaType.dockerManifestList);
-  const ref = `${registry.host}/lists/docker:1`;
-  await new RegistrySink([ref], { retry: fastRetry }).write({ kind: 'index', index }, sinkContext(countingBlobSource(local.store)));
+  const ref = `${fixture.registry.host}/lists/docker:1`;
+  await new RegistrySink([ref], { retry: fastRetry }).write({ kind: 'index', index }, sinkContext(countingBlobSource(fixture.local.store)));
   const pulled = await tempStore();
   try {
     const arm = await pullBaseImage(ref, { os: 'linux', architecture: 'arm64' }, pulled.store, { retry: fastRetry });
@@ -139,8 +124,8 @@ test('a Docker manifest list: the platform is chosen, arm64 matches arm64/v8', a
 });
 
 test('index entries that are not images (attestations) are neither chosen nor listed', async () => {
-  const image = makeImage({ platform: amd64, layers: [await makeLayer(local.store, { 'att.txt': 'x' })] });
-  await push(`${registry.host}/lists/attested:base`, image);
+  const image = makeImage({ platform: amd64, layers: [await makeLayer(fixture.local.store, { 'att.txt': 'x' })] });
+  await push(`${fixture.registry.host}/lists/attested:base`, image);
   const index = serializeDocument(
     {
       schemaVersion: 2,
@@ -153,14 +138,14 @@ test('index entries that are not images (attestations) are neither chosen nor li
     MediaType.ociIndex,
   );
   const client = new RegistryClient({ retry: fastRetry });
-  await client.putManifest({ registry: registry.host, repository: 'lists/attested' }, '1', { ...index.descriptor, bytes: index.bytes });
+  await client.putManifest({ registry: fixture.registry.host, repository: 'lists/attested' }, '1', { ...index.descriptor, bytes: index.bytes });
   const pulled = await tempStore();
   try {
     await assert.rejects(
-      pullBaseImage(`${registry.host}/lists/attested:1`, { os: 'linux', architecture: 's390x' }, pulled.store, { client }),
-      (error: unknown) => error instanceof UserError && error.message === `base image ${registry.host}/lists/attested:1 has no linux/s390x; it has linux/amd64`,
+      pullBaseImage(`${fixture.registry.host}/lists/attested:1`, { os: 'linux', architecture: 's390x' }, pulled.store, { client }),
+      (error: unknown) => error instanceof UserError && error.message === `base image ${fixture.registry.host}/lists/attested:1 has no linux/s390x; it has linux/amd64`,
     );
-    const base = await pullBaseImage(`${registry.host}/lists/attested:1`, amd64, pulled.store, { client });
+    const base = await pullBaseImage(`${fixture.registry.host}/lists/attested:1`, amd64, pulled.store, { client });
     assert.equal(base.manifestDigest, index.descriptor.digest);
   } finally {
     await pulled.cleanup();
@@ -168,13 +153,13 @@ test('index entries that are not images (attestations) are neither chosen nor li
 });
 
 test('a single-platform manifest of another platform is refused, naming what it is', async () => {
-  const image = makeImage({ platform: amd64, layers: [await makeLayer(local.store, { 'single.txt': 'x' })] });
-  await push(`${registry.host}/single/app:1`, image);
+  const image = makeImage({ platform: amd64, layers: [await makeLayer(fixture.local.store, { 'single.txt': 'x' })] });
+  await push(`${fixture.registry.host}/single/app:1`, image);
   const pulled = await tempStore();
   try {
     await assert.rejects(
-      pullBaseImage(`${registry.host}/single/app:1`, arm64, pulled.store, { retry: fastRetry }),
-      (error: unknown) => error instanceof UserError && error.message === `base image ${registry.host}/single/app:1 has no linux/arm64/v8; it has linux/amd64`,
+      pullBaseImage(`${fixture.registry.host}/single/app:1`, arm64, pulled.store, { retry: fastRetry }),
+      (error: unknown) => error instanceof UserError && error.message === `base image ${fixture.registry.host}/single/app:1 has no linux/arm64/v8; it has linux/amd64`,
     );
   } finally {
     await pulled.cleanup();
@@ -184,9 +169,9 @@ test('a single-platform manifest of another platform is refused, naming what it 
 test('a missing tag or repository is a UserError naming it', async () => {
   const pulled = await tempStore();
   try {
-    await assert.rejects(pullBaseImage(`${registry.host}/nothing/here:1`, amd64, pulled.store, { retry: fastRetry }), (error: unknown) => {
+    await assert.rejects(pullBaseImage(`${fixture.registry.host}/nothing/here:1`, amd64, pulled.store, { retry: fastRetry }), (error: unknown) => {
       assert.ok(error instanceof UserError);
-      assert.match(error.message, new RegExp(`^registry ${registry.host} has no manifest ${registry.host}/nothing/here:1 \\(404`));
+      assert.match(error.message, new RegExp(`^registry ${fixture.registry.host} has no manifest ${fixture.registry.host}/nothing/here:1 \\(404`));
       return true;
     });
   } finally {

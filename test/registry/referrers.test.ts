@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { sha256Digest } from '../../src/oci/digest.js';
 import type { Artifact } from '../../src/oci/image.js';
 import { MediaType } from '../../src/oci/media-types.js';
@@ -17,25 +17,9 @@ import { emptyConfig, makeReferrer, mergeReferrersIndex, referrersTag, type Refe
 import { OciLayoutSink } from '../../src/oci/sinks/oci-layout.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { RegistrySink } from '../../src/registry/push.js';
-import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
-import { startRegistry, type TestRegistry } from '../harness/registry.js';
-import { countingBlobSource, fastRetry, makeImage, makeLayer, sinkContext, skopeo, tempDir, tempStore, type TempStore } from './helpers.js';
+import { countingBlobSource, fastRetry, makeImage, makeLayer, registryBehindFaultProxy, sinkContext, skopeo, tempDir, tempStore } from './helpers.js';
 
-let registry: TestRegistry;
-let proxy: FaultProxy;
-let local: TempStore;
-
-before(async () => {
-  registry = await startRegistry();
-  proxy = await startFaultProxy(registry.host);
-  local = await tempStore();
-});
-
-after(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-  await local?.cleanup();
-});
+const fixture = registryBehindFaultProxy();
 
 const created = '2024-01-02T03:04:05Z';
 
@@ -48,7 +32,7 @@ function sboms(subject: Artifact & { kind: 'image' }, text: string): Referrer[] 
 }
 
 test('a referrer is an image manifest with the subject, the artifactType, the empty config and the document as its layer', async () => {
-  const layer = await makeLayer(local.store, { 'a.txt': 'a' });
+  const layer = await makeLayer(fixture.local.store, { 'a.txt': 'a' });
   const artifact: Artifact & { kind: 'image' } = { kind: 'image', image: makeImage({ layers: [layer] }) };
   const [cdx] = sboms(artifact, 'one');
   const manifest = JSON.parse(cdx!.manifest.bytes.toString('utf8'));
@@ -64,7 +48,7 @@ test('a referrer is an image manifest with the subject, the artifactType, the em
 });
 
 test('the tag-schema index keeps what others listed and adds only what it lacks', async () => {
-  const layer = await makeLayer(local.store, { 'b.txt': 'b' });
+  const layer = await makeLayer(fixture.local.store, { 'b.txt': 'b' });
   const artifact: Artifact & { kind: 'image' } = { kind: 'image', image: makeImage({ layers: [layer] }) };
   const referrers = sboms(artifact, 'merge');
   const foreign = { mediaType: MediaType.ociManifest, digest: sha256Digest(Buffer.from('someone else')), size: 12, artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json' };
@@ -78,23 +62,23 @@ test('the tag-schema index keeps what others listed and adds only what it lacks'
 });
 
 test('push with referrers: the tag-schema index lists them, they fetch back by digest, a second push puts nothing', async () => {
-  const layer = await makeLayer(local.store, { 'app/c.txt': 'c'.repeat(500) });
+  const layer = await makeLayer(fixture.local.store, { 'app/c.txt': 'c'.repeat(500) });
   const artifact: Artifact & { kind: 'image' } = { kind: 'image', image: makeImage({ layers: [layer] }) };
   const referrers = sboms(artifact, 'pushed');
-  const repo = { registry: proxy.host, repository: 'sbom/app' };
-  const ref = `${proxy.host}/sbom/app:1`;
+  const repo = { registry: fixture.proxy.host, repository: 'sbom/app' };
+  const ref = `${fixture.proxy.host}/sbom/app:1`;
   const client = new RegistryClient({ retry: fastRetry });
 
   // Someone else attached a signature first: it stays listed.
   const signature = makeReferrer({ subject: artifact.image.manifest.descriptor, artifactType: 'application/vnd.example.signature', document: Buffer.from('sig'), title: 'sig', created });
   const tag = referrersTag(artifact.image.manifest.descriptor.digest);
-  await new RegistrySink([ref], { client }).write(artifact, sinkContext(countingBlobSource(local.store)));
+  await new RegistrySink([ref], { client }).write(artifact, sinkContext(countingBlobSource(fixture.local.store)));
   for (const blob of signature.blobs) await client.uploadBlob(repo, { digest: blob.descriptor.digest, size: blob.bytes.length, open: async () => Readable.from([blob.bytes]) });
   await client.putManifest(repo, signature.manifest.descriptor.digest, { mediaType: MediaType.ociManifest, bytes: signature.manifest.bytes, digest: signature.manifest.descriptor.digest });
   const seeded = mergeReferrersIndex(undefined, [signature]).index;
   await client.putManifest(repo, tag, { mediaType: MediaType.ociIndex, bytes: seeded.bytes, digest: seeded.descriptor.digest });
 
-  const result = await new RegistrySink([ref], { client }).write(artifact, { ...sinkContext(countingBlobSource(local.store)), referrers });
+  const result = await new RegistrySink([ref], { client }).write(artifact, { ...sinkContext(countingBlobSource(fixture.local.store)), referrers });
   assert.equal(result.details?.referrersListedBy, 'tag-schema');
   assert.equal(result.details?.referrersPut, 2);
   assert.equal(result.details?.referrerIndexesPut, 1);
@@ -119,32 +103,32 @@ test('push with referrers: the tag-schema index lists them, they fetch back by d
     }
   }
   // skopeo, an independent reader, sees the tag-schema index and a referrer manifest with its subject.
-  const raw = JSON.parse(await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${proxy.host}/sbom/app:${tag}`]));
+  const raw = JSON.parse(await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${fixture.proxy.host}/sbom/app:${tag}`]));
   assert.equal(raw.manifests.length, 3);
-  const referrerRaw = JSON.parse(await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${proxy.host}/sbom/app@${referrers[0]!.manifest.descriptor.digest}`]));
+  const referrerRaw = JSON.parse(await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${fixture.proxy.host}/sbom/app@${referrers[0]!.manifest.descriptor.digest}`]));
   assert.equal(referrerRaw.subject.digest, artifact.image.manifest.descriptor.digest);
 
   // Again: every blob there, every referrer there, the index complete: no upload, no PUT but the tag's.
-  proxy.resetStats();
-  proxy.log.length = 0;
-  const again = await new RegistrySink([ref], { client }).write(artifact, { ...sinkContext(countingBlobSource(local.store)), referrers });
+  fixture.proxy.resetStats();
+  fixture.proxy.log.length = 0;
+  const again = await new RegistrySink([ref], { client }).write(artifact, { ...sinkContext(countingBlobSource(fixture.local.store)), referrers });
   assert.equal(again.details?.uploadedBlobs, 0);
   assert.equal(again.details?.referrersPut, 0);
   assert.equal(again.details?.referrersKept, 2);
   assert.equal(again.details?.referrerIndexesPut, 0);
-  const puts = proxy.log.filter((entry) => entry.method === 'PUT' || entry.method === 'PATCH' || (entry.method === 'POST' && /uploads/.test(entry.path)));
+  const puts = fixture.proxy.log.filter((entry) => entry.method === 'PUT' || entry.method === 'PATCH' || (entry.method === 'POST' && /uploads/.test(entry.path)));
   assert.deepEqual(puts.map((entry) => `${entry.method} ${entry.path}`), ['PUT /v2/sbom/app/manifests/1']);
 });
 
 test('--oci keeps the referrers in the layout: their blobs, and index.json entries with their artifactType; written twice, listed once', async () => {
-  const layer = await makeLayer(local.store, { 'app/d.txt': 'd' });
+  const layer = await makeLayer(fixture.local.store, { 'app/d.txt': 'd' });
   const artifact: Artifact & { kind: 'image' } = { kind: 'image', image: makeImage({ layers: [layer] }) };
   const referrers = sboms(artifact, 'layout');
   const { dir, cleanup } = await tempDir();
   try {
     const layout = join(dir, 'layout');
-    const sink = new OciLayoutSink(layout, { store: local.store });
-    for (let round = 0; round < 2; round++) await sink.write(artifact, { ...sinkContext(countingBlobSource(local.store), ['app:1']), referrers });
+    const sink = new OciLayoutSink(layout, { store: fixture.local.store });
+    for (let round = 0; round < 2; round++) await sink.write(artifact, { ...sinkContext(countingBlobSource(fixture.local.store), ['app:1']), referrers });
     const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; artifactType?: string; annotations?: Record<string, string> }[] };
     assert.deepEqual(index.manifests.map((entry) => entry.artifactType ?? entry.annotations?.['org.opencontainers.image.ref.name']), ['1', 'application/vnd.cyclonedx+json', 'application/spdx+json']);
     for (const referrer of referrers) {
