@@ -74,13 +74,14 @@ export function selectMinimalBase(input: MinimalBaseInput): MinimalBaseSelection
   // The loader from every ELF file outside the base, then again with what glibc loads by
   // itself for what the first pass found, until nothing new is imported.
   const nss = nssModules(nsswitchFile);
+  const rootFiles = [...view.elfFiles()].filter(roots);
   let imports = new Set<string>();
   let loaded: string[] = [];
   for (let round = 0; round < 4; round++) {
     const dlopened = [...nss, ...(unwinderSymbols.some((symbol) => imports.has(symbol)) ? [unwinderSoname] : [])];
     loaded = findMissingLibraries(view, { system: input.system, pythonInterpreters: input.pythonInterpreters, workdir: input.workdir, roots, dlopened }).loaded;
     const next = new Set<string>();
-    for (const path of [...view.elfFiles()].filter(roots).concat(loaded)) {
+    for (const path of [...rootFiles, ...loaded]) {
       for (const symbol of elfOf(path)?.imports ?? []) if (glibcLoadingSymbols.has(symbol)) next.add(symbol);
     }
     const grown = [...next].some((symbol) => !imports.has(symbol));
@@ -90,7 +91,7 @@ export function selectMinimalBase(input: MinimalBaseInput): MinimalBaseSelection
   const gconv = gconvSymbols.some((symbol) => imports.has(symbol));
 
   const loadedInBase = loaded.filter((path) => input.inBase(path));
-  const inProcesses = [...new Set([...[...view.elfFiles()].filter(roots), ...loaded])].sort();
+  const inProcesses = [...new Set([...rootFiles, ...loaded])].sort();
   const keptFor: Record<string, string[]> = {};
   for (const path of loadedInBase) {
     const owner = input.baseOwner(path);

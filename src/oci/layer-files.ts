@@ -7,7 +7,7 @@
  * closure check reads any other layer (a pulled base's, one from before) back from its blob.
  */
 import { posix } from 'node:path';
-import { readElf, type ElfInfo, type PositionalReader } from '../binary/elf.js';
+import { isElfMagic, readElf, type ElfInfo, type PositionalReader } from '../binary/elf.js';
 import { glibcLoadingSymbols } from '../facts/glibc.js';
 
 /** Bump when what a layer-files record holds changes. */
@@ -128,7 +128,7 @@ export class LayerFilesCollector {
     // Once its first four bytes are known: a file that is not ELF is only held as a kept text.
     if (!this.sniffed && this.held >= 4) {
       this.sniffed = true;
-      if (!isOwnerText(member) && !isElfStart(this.chunks)) return this.drop();
+      if (!isOwnerText(member) && !isElfMagic(Buffer.concat(this.chunks))) return this.drop();
     }
     if (this.held > maxHeld) {
       this.incomplete = true;
@@ -150,9 +150,4 @@ export class LayerFilesCollector {
     this.chunks = [];
     this.held = 0;
   }
-}
-
-function isElfStart(chunks: Buffer[]): boolean {
-  const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-  return head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46;
 }
