@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { standaloneMirror } from '../test/harness/standalone-python.js';
 import { uvBinary, uvEnv } from '../test/harness/uv.js';
+import { run } from './build.js';
 import { stats } from './recipe/measure.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -55,7 +56,7 @@ export async function runBreakdownBench(options: { log?: (line: string) => void 
   const mirror = await standaloneMirror('3.12.1');
   const work = await mkdtemp(join(tmpdir(), 'uvimage-bench-breakdown-'));
   try {
-    spawnSync('npm', ['run', 'build', '--silent'], { cwd: repo, stdio: 'inherit' });
+    run('npm', ['run', 'build', '--silent']);
     const project = join(work, 'fastapi-hello');
     await cp(join(repo, 'examples/fastapi-hello'), project, { recursive: true });
     const withSix = join(work, 'fastapi-hello-six');
@@ -66,14 +67,11 @@ export async function runBreakdownBench(options: { log?: (line: string) => void 
     if (locked.status !== 0 || !(await readFile(join(withSix, 'uv.lock'), 'utf8')).includes('name = "six"')) throw new Error(`uv lock did not add six: ${locked.stderr}`);
 
     const store = join(work, 'store');
-    const env = { ...process.env, UV: uvBinary(), UVIMAGE_CACHE_DIR: store, UVIMAGE_PYTHON_MIRROR: `file://${mirror.dir}`, UVIMAGE_PYTHON_DOWNLOADS_JSON: mirror.metadataPath };
+    const env = { UV: uvBinary(), UVIMAGE_CACHE_DIR: store, UVIMAGE_PYTHON_MIRROR: `file://${mirror.dir}`, UVIMAGE_PYTHON_DOWNLOADS_JSON: mirror.metadataPath };
     let layouts = 0;
     const build = (dir: string): { seconds: number; times: Timings } => {
-      const started = process.hrtime.bigint();
-      const result = spawnSync('node', ['dist/bundle/uvimage.js', 'build', dir, '--oci', join(work, `oci-${++layouts}`)], { cwd: repo, env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      if (result.status !== 0) throw new Error(`uvimage build ${dir} failed: ${result.stderr.slice(-2000)}`);
-      return { seconds, times: stageTimes(result.stderr) };
+      const { seconds, stderr } = run('node', ['dist/bundle/uvimage.js', 'build', dir, '--oci', join(work, `oci-${++layouts}`)], env);
+      return { seconds, times: stageTimes(stderr) };
     };
     const forgetLayers = () => rm(join(store, 'records'), { recursive: true, force: true });
 

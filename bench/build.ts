@@ -23,12 +23,13 @@ interface BuildJson {
   platforms: { layers: { role: string; size: number }[] }[];
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): { seconds: number; stdout: string } {
+/** Runs a command in the repository (the environment added to this one's), timed; a failure throws with the end of its stderr. */
+export function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): { seconds: number; stdout: string; stderr: string } {
   const started = process.hrtime.bigint();
   const result = spawnSync(command, args, { cwd: repo, env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 * MiB });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr.slice(-2000)}`);
-  return { seconds, stdout: result.stdout };
+  return { seconds, stdout: result.stdout, stderr: result.stderr };
 }
 
 export async function runBuildBench(): Promise<string> {

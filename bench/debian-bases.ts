@@ -5,7 +5,6 @@
  * on amd64 and arm64 (plus Debian's CPython on cc) from the real Debian archive, through the
  * test cache ($UVIMAGE_TEST_CACHE, else ~/.cache/uvimage-test) so a rerun downloads nothing.
  */
-import { spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { buildDebianBase, type BaseName } from '../src/base/build.js';
 import { readLayerContents } from '../src/report/contents.js';
+import { run } from './build.js';
 import type { Architecture } from '../src/facts/architectures.js';
 import type { DebianSuite } from '../src/facts/debian-suites.js';
 import { BlobStore } from '../src/oci/store.js';
@@ -68,16 +68,11 @@ async function minimalBaseRow(source: string): Promise<string> {
     const project = join(work, basename(source));
     await cp(source, project, { recursive: true });
     const layout = join(work, 'oci');
-    const started = performance.now();
-    const result = spawnSync('npx', ['tsx', 'src/cli/main.ts', 'build', project, '--flavour', 'minimal', '--oci', layout, '--json', '--cache-dir', join(testCacheDir(), 'store')], {
-      cwd: repo,
-      encoding: 'utf8',
-      env: { ...process.env, UVIMAGE_PYTHON_MIRROR: `file://${mirror.dir}`, UVIMAGE_PYTHON_DOWNLOADS_JSON: mirror.metadataPath },
-      maxBuffer: 64 * 1024 * 1024,
+    const { seconds, stdout } = run('npx', ['tsx', 'src/cli/main.ts', 'build', project, '--flavour', 'minimal', '--oci', layout, '--json', '--cache-dir', join(testCacheDir(), 'store')], {
+      UVIMAGE_PYTHON_MIRROR: `file://${mirror.dir}`,
+      UVIMAGE_PYTHON_DOWNLOADS_JSON: mirror.metadataPath,
     });
-    const seconds = (performance.now() - started) / 1000;
-    if (result.status !== 0) throw new Error(`the minimal build failed: ${result.stderr.slice(-2000)}`);
-    const report = (JSON.parse(result.stdout) as { platforms: { layers: { role: string; digest: string; size: number }[]; minimal: { packages: string[] } }[] }).platforms[0]!;
+    const report = (JSON.parse(stdout) as { platforms: { layers: { role: string; digest: string; size: number }[]; minimal: { packages: string[] } }[] }).platforms[0]!;
     const baseLayers = report.layers.filter((layer) => layer.role.startsWith('base'));
     let content = 0;
     let tar = 0;
