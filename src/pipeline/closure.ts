@@ -17,6 +17,7 @@ import { posix } from 'node:path';
 import { findMissingLibraries, ImageTree, loaderSystem, shownPath, type MissingLibrary } from '../binary/loader.js';
 import { debianSourceFrom, fetchIndexFile } from '../debian/archive/index.js';
 import { findInContents, packagesInSearchPath } from '../debian/contents.js';
+import { mergeUsrPath } from '../debian/deb.js';
 import { UserError, describeError } from '../errors.js';
 import { architectures, type Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
@@ -89,8 +90,8 @@ export function owners(texts: Map<string, string>): (path: string) => string | u
         if (!file) continue;
         const path = file.replace(/^\.?\//, '');
         byPath.set(path, `Debian ${debian[1]}`);
-        // On a merged-/usr suite the .deb's lib/… is written as usr/lib/… (src/debian/deb.ts).
-        if (/^(bin|sbin|lib|lib32|lib64|libx32)\//.test(path)) byPath.set(`usr/${path}`, `Debian ${debian[1]}`);
+        // On a merged-/usr suite the .deb's lib/… is written as usr/lib/… (md5sums list regular files only).
+        byPath.set(mergeUsrPath(path, false), `Debian ${debian[1]}`);
       }
       continue;
     }
