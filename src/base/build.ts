@@ -10,7 +10,7 @@ import type { Digest } from '../oci/digest.js';
 import { Annotation, assembleIndex, buildTimestamp, type Artifact, type ConfigChanges, type Image, type MediaTypeFlavour } from '../oci/image.js';
 import type { BlobStore } from '../oci/store.js';
 import { openPycCompiler, type HostPycCompiler } from '../python/bytecode.js';
-import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers, type BaseLayerPlan, type DebInput, type Layering, type PackagesLayer } from './image.js';
+import { assembleDebianImage, baseConfigChanges, planBaseLayers, writeBaseLayers, type BaseLayerPlan, type DebInput, type Layering, type PackagesLayer, type WrittenPackagesLayer } from './image.js';
 import type { Architecture } from '../facts/architectures.js';
 import { debianSuites, type DebianSuite } from '../facts/debian-suites.js';
 import { flavourPackages, imageFlavourNames, type FlavourName } from './flavours.js';
@@ -305,8 +305,11 @@ export async function writeDebianBase(
     options.progress?.info(`wrote the Debian lock ${plan.writeLock.path}`);
   }
   const all = [...plan.packages.base, ...plan.packages.extra, ...plan.packages.runtime];
-  const digests = await fetchDebs(all, store, { offline: options.offline, progress: options.progress, suite: plan.suite, arch: plan.arch });
-  const inputs = all.map((pkg, position): DebInput => ({ ...debInput(pkg), digest: digests[position]! }));
+  // Only the .debs of layers to be written are fetched: a layer whose record the store (or its
+  // shared tier, a layer cache in a registry) has is taken from there, its packages unread.
+  const needed = await packagesToWrite(plan, store);
+  await fetchDebs(all.filter((pkg) => needed.has(debInput(pkg).digest)), store, { offline: options.offline, progress: options.progress, suite: plan.suite, arch: plan.arch });
+  const inputs = all.map(debInput);
   const flavour = flavourOf(plan.base);
   const stage = options.progress?.stage(stages.baseLayers(plan.base, plan.suite, plan.arch));
   stage?.expect(plan.layers.length + (plan.runtimeLayer ? 1 : 0));
@@ -315,6 +318,17 @@ export async function writeDebianBase(
   } finally {
     stage?.finish();
   }
+}
+
+/** The digests of the .debs some layer of the plan needs written: those of the layers without a record (with its blob) to take. */
+async function packagesToWrite(plan: DebianBasePlan, store: BlobStore): Promise<Set<Digest>> {
+  const layerBlob = (value: unknown) => [(value as Partial<WrittenPackagesLayer>).written?.descriptor?.digest];
+  const needed = new Set<Digest>();
+  for (const layer of [...plan.layers, ...(plan.runtimeLayer ? [plan.runtimeLayer] : [])]) {
+    if (layer.key !== null && (await store.available('debian-layers', layer.key, layerBlob))) continue;
+    for (const pkg of layer.packages) needed.add(pkg.digest);
+  }
+  return needed;
 }
 
 async function writePlannedBase(

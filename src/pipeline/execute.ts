@@ -10,8 +10,7 @@ import { posix } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { minimalBasePlan, writeDebianBase, type BuiltDebianBase, type DebianBasePlan, type PlannedDeb } from '../base/build.js';
-import type { WrittenPackagesLayer } from '../base/image.js';
+import { minimalBasePlan, writeDebianBase, type BuiltDebianBase } from '../base/build.js';
 import type { MinimalBaseSelection } from '../base/minimal.js';
 import { architectures } from '../facts/architectures.js';
 import type { Digest } from '../oci/digest.js';
@@ -173,8 +172,7 @@ async function executePlatform(
   } else {
     const debian = p.base.plan;
     const compiler = debian.runtimeLayer ? await context.compilers.get(debian.runtimeLayer.compiler) : undefined;
-    // Only the .debs of layers no cache has are fetched (a CI runner with the layer cache fetches none).
-    base = writtenBase(await writeDebianBase(await withoutCachedDebs(debian, store), { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler }), debian);
+    base = writtenBase(await writeDebianBase(debian, { store, progress, env, mediaTypes: plan.outputs.mediaTypes, compiler }));
   }
 
   // The runtime.
@@ -226,8 +224,7 @@ async function executePlatform(
     const extra = base.layers.filter((_, index) => base.roles[index] === 'base: extra');
     const candidateBase = base.layers.filter((_, index) => base.roles[index] !== 'base: extra');
     minimal = await minimalBaseSelection(debian, { candidateBase, others: [...extra, ...added.map((entry) => entry.layer)] }, { store, blobs: context.blobs, pythonInterpreters, workdir, progress });
-    const selected = minimalBasePlan(debian, minimal);
-    base = writtenBase(await writeDebianBase(await withoutCachedDebs(selected, store), { store, progress, env, mediaTypes: plan.outputs.mediaTypes }), selected);
+    base = writtenBase(await writeDebianBase(minimalBasePlan(debian, minimal), { store, progress, env, mediaTypes: plan.outputs.mediaTypes }));
   }
   roles.unshift(...base.roles);
   const { config: baseConfig, layers: baseLayers, debs } = base;
@@ -291,8 +288,7 @@ interface WrittenBase {
   debs: PlatformReport['debs'];
 }
 
-/** `plan` is the base as planned: its .debs are the image's even when a layer cache spared fetching them. */
-function writtenBase(built: BuiltDebianBase, plan: DebianBasePlan): WrittenBase {
+function writtenBase(built: BuiltDebianBase): WrittenBase {
   const config = JSON.parse(built.image.config.bytes.toString('utf8')) as ImageConfig;
   // The base's own Entrypoint (python3 for the Debian runtime) is not the app's.
   if (config.config) delete config.config.Entrypoint;
@@ -300,7 +296,7 @@ function writtenBase(built: BuiltDebianBase, plan: DebianBasePlan): WrittenBase 
     config,
     layers: built.image.layers,
     roles: built.layers.map((layer) => (layer.group === 'runtime' ? 'runtime' : `base: ${layer.group}`)),
-    debs: [...plan.packages.base, ...plan.packages.extra, ...plan.packages.runtime].map((pkg) => ({ name: pkg.name, version: pkg.version, digest: `sha256:${pkg.sha256}` as Digest })),
+    debs: built.packages.map((pkg) => ({ name: pkg.name, version: pkg.version, digest: pkg.digest })),
   };
 }
 
@@ -316,22 +312,4 @@ async function filesLayer(store: BlobStore, projectDir: string, files: { src: st
     else entries.push({ type: 'file', path: target, mode: stats.mode & 0o777, size: stats.size, open: () => createReadStream(path) });
   }
   return writeLayer(store, entries, { mtime });
-}
-
-
-/**
- * The base plan with only the .debs that some layer to be written needs: a layer whose record
- * the store (or its shared tier, the layer cache in a registry) has is taken from there, and its
- * packages are not fetched. writeDebianBase fetches the plan's packages before its layers.
- */
-async function withoutCachedDebs(debian: DebianBasePlan, store: BlobStore): Promise<DebianBasePlan> {
-  const layerBlob = (value: unknown) => [(value as Partial<WrittenPackagesLayer>).written?.descriptor?.digest];
-  const planned = [...debian.layers.map((layer) => ({ key: layer.key, packages: layer.packages })), ...(debian.runtimeLayer ? [debian.runtimeLayer] : [])];
-  const needed = new Set<string>();
-  for (const layer of planned) {
-    if (layer.key !== null && (await store.available('debian-layers', layer.key, layerBlob))) continue;
-    for (const pkg of layer.packages) needed.add(pkg.digest);
-  }
-  const keep = (pkgs: PlannedDeb[]) => pkgs.filter((pkg) => needed.has(`sha256:${pkg.sha256}`));
-  return { ...debian, packages: { base: keep(debian.packages.base), extra: keep(debian.packages.extra), runtime: keep(debian.packages.runtime) } };
 }
